@@ -1,0 +1,160 @@
+"""Settings: one pydantic model tree, loaded once by :func:`load_settings` and passed down.
+
+Sources, strongest first: keyword overrides, environment variables (``ZHIHUI_`` prefix, ``__``
+between nested names, e.g. ``ZHIHUI_RELAY__ICE_HOST_ADDRESSES='["127.0.0.1"]'``), the TOML file
+named by ``ZHIHUI_CONFIG`` (default ``config/zhihui.toml`` when it exists), then the defaults
+below, which run everything on one machine with SQLite, an in-process bus and ``recordings/``.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "AuthSettings",
+    "Environment",
+    "HttpSettings",
+    "IceServer",
+    "RecordingSettings",
+    "RelaySettings",
+    "Settings",
+    "load_settings",
+]
+
+DEFAULT_CONFIG_FILE = Path("config/zhihui.toml")
+
+
+class Environment(str, enum.Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    public_url: str | None = Field(
+        None, description="Base URL people reach the server at; derived from host and port if unset."
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra Origins allowed on the websocket besides the server's own.",
+    )
+
+
+class AuthSettings(_Section):
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC secret for access tokens. Unset: a random one is made and kept in data_dir.",
+    )
+    access_token_minutes: int = Field(15, ge=1, le=15, description="Access token lifetime.")
+    publish_grant_minutes: int = Field(
+        60, ge=1, le=24 * 60, description="How long a publish grant may be used to start publishing."
+    )
+    view_grant_minutes: int = Field(10, ge=1, le=24 * 60, description="View grant lifetime.")
+    grant_private_key_file: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs relay grants. Unset: made and kept in data_dir.",
+    )
+
+
+class IceServer(_Section):
+    urls: list[str] = Field(description="stun: or turn: URLs.")
+    username: str | None = None
+    credential: SecretStr | None = None
+
+
+class RelaySettings(_Section):
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN/TURN servers. None by default: no traffic to any public STUN server.",
+    )
+    ice_host_addresses: list[str] = Field(
+        default_factory=list,
+        description="Local addresses to offer host candidates on. Empty: every interface but loopback.",
+    )
+    viewer_queue_frames: int = Field(
+        90, ge=8, le=1000, description="Frames buffered per viewer track before it drops to a keyframe."
+    )
+    keyframe_request_interval_ms: int = Field(
+        500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
+    )
+    max_sdp_bytes: int = Field(64 * 1024, description="Largest SDP body accepted by WHIP/WHEP.")
+
+
+class RecordingSettings(_Section):
+    root: Path = Field(Path("recordings"), description="Archive root.")
+    segment_seconds: float = Field(10.0, gt=0, description="Cut a new segment on the first keyframe after this.")
+
+
+class Settings(BaseSettings):
+    """Everything Zhihui can be told. Every field can be set by environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ZHIHUI_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(Path("var"), description="Where the SQLite database and generated keys live.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL. Unset: SQLite in data_dir."
+    )
+    redis_url: str | None = Field(None, description="Redis for the bus across processes. Unset: in-process.")
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value and value.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + value.removeprefix("postgresql://")
+        if value and value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'zhihui.db'}"
+
+    @property
+    def public_url(self) -> str:
+        if self.http.public_url:
+            return self.http.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::") else self.http.host
+        return f"http://{host}:{self.http.port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("ZHIHUI_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load the settings once, at start-up; pass the result down."""
+    return Settings(**overrides)
