@@ -1,0 +1,263 @@
+// Zhihui browser client for the dispatch server: session, REST helper, websocket events.
+// Contract: docs/api.md. No framework, no build step.
+
+const TOKEN_KEY = "zhihui.token";
+const USER_KEY = "zhihui.user";
+const EXPIRES_KEY = "zhihui.expires_at";
+
+const BACKOFF_INITIAL_MS = 1000;
+const BACKOFF_MAX_MS = 30000;
+
+/** Event dispatched on `window` when the server rejects our token (HTTP 401 or websocket 1008). */
+export const UNAUTHORIZED_EVENT = "zhihui:unauthorized";
+
+/** An HTTP error from the dispatch server; `message` is the server's `detail`. */
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.name = "ApiError";
+    this.status = status;
+  }
+}
+
+// ---- pure helpers ---------------------------------------------------------
+
+/** The human-readable message in an error body: `detail` as a string, or FastAPI's list form. */
+export function detailMessage(body, fallback) {
+  if (body && typeof body === "object" && "detail" in body) {
+    const { detail } = body;
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail
+        .map((item) => (item && item.msg ? item.msg : JSON.stringify(item)))
+        .join("; ");
+    }
+    return JSON.stringify(detail);
+  }
+  return fallback;
+}
+
+/** The websocket URL for `path` on this page's host (wss:// under https). */
+export function websocketUrl(path = "/ws") {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}`;
+}
+
+// ---- session --------------------------------------------------------------
+
+export function getToken() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY) || 0);
+  if (!token || (expiresAt && Date.now() >= expiresAt)) return null;
+  return token;
+}
+
+export function getUser() {
+  const raw = sessionStorage.getItem(USER_KEY);
+  if (!raw) return null;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return null;
+  }
+}
+
+export function isLoggedIn() {
+  return getToken() !== null && getUser() !== null;
+}
+
+/** Log in; stores the access token and user in sessionStorage and returns the user. */
+export async function login(username, password) {
+  const answer = await request("/api/auth/login", {
+    method: "POST",
+    body: { username, password },
+    authorized: false,
+  });
+  sessionStorage.setItem(TOKEN_KEY, answer.access_token);
+  sessionStorage.setItem(USER_KEY, JSON.stringify(answer.user));
+  if (answer.expires_in) {
+    sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + answer.expires_in * 1000));
+  } else {
+    sessionStorage.removeItem(EXPIRES_KEY);
+  }
+  return answer.user;
+}
+
+/** Forget the session (the API has no server-side logout). */
+export function logout() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(USER_KEY);
+  sessionStorage.removeItem(EXPIRES_KEY);
+}
+
+// ---- REST -----------------------------------------------------------------
+
+async function request(path, { method = "GET", body, authorized = true } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (authorized) {
+    const token = getToken();
+    if (!token) {
+      window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT));
+      throw new ApiError(401, "Session expired, please log in again");
+    }
+    headers.Authorization = `Bearer ${token}`;
+  }
+
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new ApiError(0, `Cannot reach the server (${error.message})`);
+  }
+
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+
+  if (!response.ok) {
+    const fallback = typeof data === "string" && data ? data : `${response.status} ${response.statusText}`;
+    const error = new ApiError(response.status, detailMessage(data, fallback));
+    if (response.status === 401 && authorized) {
+      logout();
+      window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error.message }));
+    }
+    throw error;
+  }
+  return data;
+}
+
+/**
+ * Authorized JSON request to the dispatch server.
+ * Resolves to the parsed answer (null when empty); throws ApiError with the server's `detail`.
+ */
+export function api(path, { method = "GET", body } = {}) {
+  return request(path, { method, body, authorized: true });
+}
+
+// ---- websocket ------------------------------------------------------------
+
+/**
+ * Connect to /ws, authenticate, and keep reconnecting with backoff until `close()`.
+ *
+ * onMessage(message) gets every parsed server message (including `ready`).
+ * onStatus(status, info) gets one of:
+ *   "connecting", "connected" (after `ready`), "reconnecting" (info.delayMs),
+ *   "unauthorized" (token refused; no further retries), "closed" (after close()).
+ *
+ * Returns { send(message) -> bool, close(), isReady() }.
+ */
+export function connectEvents(onMessage, onStatus = () => {}) {
+  let socket = null;
+  let ready = false;
+  let stopped = false;
+  let attempt = 0;
+  let retryTimer = null;
+
+  const report = (status, info = {}) => {
+    try {
+      onStatus(status, info);
+    } catch (error) {
+      console.error("connection status handler failed", error);
+    }
+  };
+
+  const scheduleRetry = () => {
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** attempt);
+    const delayMs = Math.round(base / 2 + Math.random() * (base / 2));
+    attempt += 1;
+    report("reconnecting", { delayMs });
+    retryTimer = setTimeout(open, delayMs);
+  };
+
+  function open() {
+    retryTimer = null;
+    if (stopped) return;
+    const token = getToken();
+    if (!token) {
+      stopped = true;
+      report("unauthorized");
+      window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT));
+      return;
+    }
+
+    report("connecting");
+    ready = false;
+    const ws = new WebSocket(websocketUrl("/ws"));
+    socket = ws;
+
+    ws.addEventListener("open", () => {
+      ws.send(JSON.stringify({ type: "auth", token }));
+    });
+
+    ws.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        console.warn("ignoring non-JSON websocket message", event.data);
+        return;
+      }
+      if (message.type === "ready") {
+        ready = true;
+        attempt = 0;
+        report("connected", { user: message.user });
+      }
+      try {
+        onMessage(message);
+      } catch (error) {
+        console.error("websocket message handler failed", error);
+      }
+    });
+
+    ws.addEventListener("close", (event) => {
+      const wasReady = ready;
+      ready = false;
+      if (socket === ws) socket = null;
+      if (stopped) return;
+      // 1008 before `ready` means the server refused our token: retrying would not help.
+      if (event.code === 1008 && !wasReady) {
+        stopped = true;
+        report("unauthorized", { reason: event.reason });
+        logout();
+        window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: event.reason }));
+        return;
+      }
+      scheduleRetry();
+    });
+    // An "error" event is always followed by "close"; the retry happens there.
+  }
+
+  open();
+
+  return {
+    /** Send a JSON message; false when the socket is not authenticated yet. */
+    send(message) {
+      if (!socket || !ready || socket.readyState !== WebSocket.OPEN) return false;
+      socket.send(JSON.stringify(message));
+      return true;
+    },
+    isReady() {
+      return ready && socket !== null && socket.readyState === WebSocket.OPEN;
+    },
+    close() {
+      stopped = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      retryTimer = null;
+      if (socket) socket.close(1000, "client closed");
+      socket = null;
+      ready = false;
+      report("closed");
+    },
+  };
+}

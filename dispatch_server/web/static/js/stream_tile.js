@@ -1,0 +1,182 @@
+// One live stream on the video wall: its tile element and the WHEP viewer that feeds it.
+
+import { api } from "./api.js";
+import { view } from "./rtc.js";
+import { el, errorText, formatTime } from "./ui.js";
+
+const RETRY_INITIAL_MS = 2000;
+const RETRY_MAX_MS = 30000;
+
+/** Tile states, shown in `data-state` on the tile and styled by the stylesheet. */
+export const TileState = Object.freeze({
+  CONNECTING: "connecting",
+  PLAYING: "playing",
+  INTERRUPTED: "interrupted",
+  ERROR: "error",
+});
+
+/** Errors that retrying will not fix (the user lacks the right, or the session is gone). */
+function isPermanent(error) {
+  return error && (error.status === 401 || error.status === 403);
+}
+
+export class StreamTile {
+  /**
+   * @param stream  `{stream_id, officer, started_at, whep_url}` from the API
+   * @param hooks   { onError(tile, message), onListen(tile) }
+   */
+  constructor(stream, hooks) {
+    this.stream = stream;
+    this.hooks = hooks;
+    this.viewer = null;
+    this.generation = 0; // bumps on every connect() so a stale attempt can tell it lost
+    this.failures = 0;
+    this.retryTimer = null;
+    this.closed = false;
+    this.element = this.build();
+  }
+
+  get id() {
+    return this.stream.stream_id;
+  }
+
+  get name() {
+    const officer = this.stream.officer || {};
+    return officer.display_name || officer.username || this.id;
+  }
+
+  build() {
+    this.video = el("video", { muted: true, autoplay: true, playsinline: true });
+    this.video.muted = true;
+    this.statusText = el("span", { class: "tile-status-text" });
+    this.retryButton = el("button", { type: "button", class: "btn btn-small tile-retry", hidden: true }, "Retry 重试");
+    this.audioButton = el("button", { type: "button", class: "btn btn-small tile-audio", "aria-pressed": "false" }, "Listen 监听");
+    this.nameNode = el("span", { class: "tile-name" }, this.name);
+    this.sinceNode = el("span", { class: "tile-since" });
+
+    const tile = el(
+      "article",
+      { class: "tile", dataset: { streamId: this.id, state: TileState.CONNECTING } },
+      this.video,
+      el("div", { class: "tile-overlay" }, el("span", { class: "spinner", "aria-hidden": "true" }), this.statusText, this.retryButton),
+      el(
+        "div",
+        { class: "tile-bar" },
+        el("span", { class: "badge badge-live" }, "LIVE"),
+        this.nameNode,
+        this.sinceNode,
+        this.audioButton,
+      ),
+    );
+    this.update(this.stream);
+
+    this.retryButton.addEventListener("click", () => this.connect());
+    this.audioButton.addEventListener("click", () => this.hooks.onListen(this));
+    this.video.addEventListener("dblclick", () => {
+      if (document.fullscreenElement) document.exitFullscreen();
+      else tile.requestFullscreen?.().catch(() => {});
+    });
+    return tile;
+  }
+
+  /** Refresh the label from a newer copy of the stream record. */
+  update(stream) {
+    this.stream = { ...this.stream, ...stream };
+    this.nameNode.textContent = this.name;
+    this.element?.setAttribute("aria-label", `${this.name} live`);
+    const since = formatTime(this.stream.started_at);
+    this.sinceNode.textContent = since ? `since ${since}` : "";
+  }
+
+  setState(state, text = "") {
+    this.element.dataset.state = state;
+    this.statusText.textContent = text;
+    this.retryButton.hidden = state !== TileState.ERROR;
+  }
+
+  setListening(listening) {
+    this.video.muted = !listening;
+    if (listening) this.video.play().catch(() => {});
+    this.audioButton.setAttribute("aria-pressed", String(listening));
+    this.audioButton.textContent = listening ? "Mute 静音" : "Listen 监听";
+    this.element.classList.toggle("is-listening", listening);
+  }
+
+  /** Get a view grant and start (or restart) the WHEP viewer. */
+  async connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const generation = ++this.generation;
+    const previous = this.viewer;
+    this.viewer = null;
+    previous?.stop();
+    this.setState(TileState.CONNECTING, "Connecting… 连接中");
+
+    try {
+      const answer = await api("/api/grants/view", { method: "POST", body: { stream_ids: [this.id] } });
+      const entry = (answer.streams || []).find((item) => item.stream_id === this.id);
+      const whepUrl = (entry && entry.whep_url) || this.stream.whep_url;
+      if (!whepUrl) throw new Error("the server gave no WHEP URL for this stream");
+      const viewer = await view(this.video, whepUrl, answer.grant);
+      if (this.closed || generation !== this.generation) {
+        viewer.stop();
+        return;
+      }
+      this.viewer = viewer;
+      viewer.pc.addEventListener("connectionstatechange", () => this.onConnectionState(viewer));
+      this.onConnectionState(viewer);
+    } catch (error) {
+      if (this.closed || generation !== this.generation) return;
+      this.fail(errorText(error), !isPermanent(error));
+    }
+  }
+
+  onConnectionState(viewer) {
+    if (viewer !== this.viewer || this.closed) return;
+    switch (viewer.pc.connectionState) {
+      case "connected":
+        this.failures = 0;
+        this.setState(TileState.PLAYING);
+        break;
+      case "disconnected":
+        this.setState(TileState.INTERRUPTED, "Signal interrupted… 信号中断");
+        break;
+      case "failed":
+        this.fail("connection to the relay failed", true);
+        break;
+      case "new":
+      case "connecting":
+        this.setState(TileState.CONNECTING, "Connecting… 连接中");
+        break;
+      default:
+        break;
+    }
+  }
+
+  fail(message, retry) {
+    this.failures += 1;
+    const viewer = this.viewer;
+    this.viewer = null;
+    viewer?.stop();
+    if (this.failures === 1) this.hooks.onError(this, message);
+    if (!retry) {
+      this.setState(TileState.ERROR, message);
+      return;
+    }
+    const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (this.failures - 1));
+    this.setState(TileState.ERROR, `${message} — retrying in ${Math.round(delay / 1000)} s`);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Stop the viewer (DELETE the relay session) and remove the tile. */
+  close() {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const viewer = this.viewer;
+    this.viewer = null;
+    viewer?.stop();
+    this.video.srcObject = null;
+    this.element.remove();
+  }
+}

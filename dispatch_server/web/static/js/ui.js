@@ -1,0 +1,141 @@
+// Small DOM helpers shared by the wall and officer pages.
+
+import { login } from "./api.js";
+
+/** Create an element: el("span", {class: "x", dataset: {id: 1}}, "text", child). */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "dataset") Object.assign(node.dataset, value);
+    else if (name === "text") node.textContent = value;
+    else if (value === true) node.setAttribute(name, "");
+    else node.setAttribute(name, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+/** Local wall-clock time (HH:MM:SS) of an ISO 8601 timestamp; "" when absent or invalid. */
+export function formatTime(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+}
+
+/** "1:05" / "0:09" / "1:02:03" for a duration in seconds (clamped at 0). */
+export function formatDuration(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** Seconds until an ISO deadline (negative once it has passed); null without a deadline. */
+export function secondsUntil(iso) {
+  if (!iso) return null;
+  const time = new Date(iso).getTime();
+  return Number.isNaN(time) ? null : (time - Date.now()) / 1000;
+}
+
+// ---- message area ---------------------------------------------------------
+
+let messageTimer = null;
+
+/** Show an error (or a notice with kind "info") in #message; errors stay until dismissed. */
+export function showMessage(text, kind = "error") {
+  const box = document.getElementById("message");
+  if (!box) return;
+  clearTimeout(messageTimer);
+  box.replaceChildren(
+    el("span", { class: "message-text" }, text),
+    el("button", { type: "button", class: "message-close", "aria-label": "Dismiss" }, "×"),
+  );
+  box.dataset.kind = kind;
+  box.hidden = false;
+  box.querySelector(".message-close").addEventListener("click", clearMessage);
+  if (kind === "info") messageTimer = setTimeout(clearMessage, 5000);
+}
+
+export function clearMessage() {
+  const box = document.getElementById("message");
+  if (!box) return;
+  clearTimeout(messageTimer);
+  box.hidden = true;
+  box.replaceChildren();
+  delete box.dataset.kind;
+}
+
+export function errorText(error) {
+  return error && error.message ? error.message : String(error);
+}
+
+// ---- connection status ----------------------------------------------------
+
+const STATUS_LABELS = {
+  connecting: "connecting 连接中",
+  connected: "connected 已连接",
+  reconnecting: "reconnecting 重连中",
+  unauthorized: "signed out 已退出",
+  closed: "offline 离线",
+};
+
+/** Reflect a connectEvents() status in #connection-status (text and data-status). */
+export function showConnectionStatus(status, info = {}) {
+  const node = document.getElementById("connection-status");
+  if (!node) return;
+  node.dataset.status = status;
+  let label = STATUS_LABELS[status] || status;
+  if (status === "reconnecting" && info.delayMs) {
+    label = `${label} (${Math.ceil(info.delayMs / 1000)} s)`;
+  }
+  node.textContent = label;
+}
+
+// ---- login ----------------------------------------------------------------
+
+/** Wire #login-form: on success clears it and calls onLoggedIn(user); errors go to #message. */
+export function bindLoginForm(onLoggedIn) {
+  const form = document.getElementById("login-form");
+  const button = form.querySelector("button[type=submit]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const username = form.querySelector("#username").value.trim();
+    const password = form.querySelector("#password").value;
+    if (!username || !password) {
+      showMessage("Enter your username and password 请输入用户名和密码");
+      return;
+    }
+    button.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    try {
+      const user = await login(username, password);
+      clearMessage();
+      form.reset();
+      onLoggedIn(user);
+    } catch (error) {
+      showMessage(errorText(error));
+    } finally {
+      button.disabled = false;
+      form.removeAttribute("aria-busy");
+    }
+  });
+}
+
+/** Toggle between #login-view and #app-view, and fill the header's user slot. */
+export function showView(user) {
+  document.getElementById("login-view").hidden = Boolean(user);
+  document.getElementById("app-view").hidden = !user;
+  document.getElementById("session").hidden = !user;
+  const name = document.getElementById("user-name");
+  if (name) name.textContent = user ? `${user.display_name || user.username}` : "";
+  const role = document.getElementById("user-role");
+  if (role) role.textContent = user ? user.role.replaceAll("_", " ") : "";
+  if (!user) document.getElementById("username")?.focus();
+}

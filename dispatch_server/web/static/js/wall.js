@@ -1,0 +1,331 @@
+// The command room's video wall: live stream tiles and the directive panel.
+
+import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { StreamTile } from "./stream_tile.js";
+import {
+  bindLoginForm,
+  clearMessage,
+  el,
+  errorText,
+  formatDuration,
+  formatTime,
+  secondsUntil,
+  showConnectionStatus,
+  showMessage,
+  showView,
+} from "./ui.js";
+
+/** Roles allowed to send directives (docs/api.md, POST /api/directives). */
+const SENDER_ROLES = new Set(["commander", "leader", "admin"]);
+const DIRECTIVES_SHOWN = 50;
+const PEOPLE_REFRESH_DELAY_MS = 1000;
+
+const $ = (id) => document.getElementById(id);
+
+const page = {
+  user: null,
+  events: null,
+  wasConnected: false,
+  tiles: new Map(), // stream_id -> StreamTile
+  directives: new Map(), // directive id -> directive
+  changedDirectiveId: null,
+  ticker: null,
+  peopleTimer: null,
+};
+
+// ---- stream tiles ---------------------------------------------------------
+
+const tileHooks = {
+  onError(tile, message) {
+    showMessage(`${tile.name}: ${message}`);
+  },
+  onListen(tile) {
+    const listening = tile.element.classList.contains("is-listening");
+    for (const other of page.tiles.values()) other.setListening(false);
+    if (!listening) tile.setListening(true);
+  },
+};
+
+function updateStreamCount() {
+  const count = page.tiles.size;
+  $("stream-count").textContent = String(count);
+  $("wall-empty").hidden = count > 0;
+  $("wall-grid").dataset.count = String(count);
+}
+
+function addStream(stream) {
+  const existing = page.tiles.get(stream.stream_id);
+  if (existing) {
+    existing.update(stream);
+    return;
+  }
+  const tile = new StreamTile(stream, tileHooks);
+  page.tiles.set(tile.id, tile);
+  $("wall-grid").append(tile.element);
+  updateStreamCount();
+  tile.connect();
+}
+
+function removeStream(streamId) {
+  const tile = page.tiles.get(streamId);
+  if (!tile) return;
+  page.tiles.delete(streamId);
+  tile.close();
+  updateStreamCount();
+}
+
+function removeAllStreams() {
+  for (const id of [...page.tiles.keys()]) removeStream(id);
+}
+
+async function loadStreams() {
+  const streams = await api("/api/streams");
+  const live = new Set(streams.map((stream) => stream.stream_id));
+  for (const id of [...page.tiles.keys()]) if (!live.has(id)) removeStream(id);
+  for (const stream of streams) addStream(stream);
+}
+
+// ---- people ---------------------------------------------------------------
+
+function personLabel(person) {
+  const name = person.display_name || person.username;
+  return `${name} — ${person.online ? "online 在线" : "offline 离线"}`;
+}
+
+async function loadPeople() {
+  if (!SENDER_ROLES.has(page.user.role)) return;
+  const people = await api("/api/people?role=field_officer");
+  people.sort(
+    (a, b) =>
+      Number(b.online) - Number(a.online) ||
+      (a.display_name || a.username).localeCompare(b.display_name || b.username),
+  );
+  const select = $("directive-target");
+  const selected = select.value;
+  select.replaceChildren(
+    el("option", { value: "" }, "Choose an officer… 选择执法人员"),
+    ...people.map((person) => el("option", { value: person.id, dataset: { online: person.online } }, personLabel(person))),
+  );
+  if (people.some((person) => String(person.id) === selected)) select.value = selected;
+}
+
+/** Presence has no websocket event; refresh it shortly after streams come and go. */
+function schedulePeopleRefresh() {
+  clearTimeout(page.peopleTimer);
+  page.peopleTimer = setTimeout(() => {
+    loadPeople().catch((error) => showMessage(`Officers: ${errorText(error)}`));
+  }, PEOPLE_REFRESH_DELAY_MS);
+}
+
+// ---- directives -----------------------------------------------------------
+
+function renderTarget(target) {
+  const person = target.person || {};
+  let when = "";
+  if (target.state === "acknowledged" && target.acknowledged_at) when = `at ${formatTime(target.acknowledged_at)}`;
+  else if (target.state === "delivered" && target.delivered_at) when = `at ${formatTime(target.delivered_at)}`;
+  return el(
+    "li",
+    { class: "target", dataset: { personId: person.id, state: target.state } },
+    el("span", { class: "target-name" }, person.display_name || person.username || `#${person.id}`),
+    el("span", { class: `state state-${target.state}` }, target.state),
+    when ? el("time", { class: "target-time", datetime: target.acknowledged_at || target.delivered_at }, when) : null,
+  );
+}
+
+function renderDirective(directive) {
+  const issuer = directive.issuer || {};
+  const item = el(
+    "li",
+    { class: "directive", dataset: { directiveId: directive.id, deadline: directive.deadline || "" } },
+    el(
+      "div",
+      { class: "directive-meta" },
+      el("time", { class: "directive-time", datetime: directive.created_at }, formatTime(directive.created_at)),
+      el("span", { class: "directive-issuer" }, `by ${issuer.display_name || issuer.username || "?"}`),
+      el("span", { class: "directive-deadline" }),
+    ),
+    el("p", { class: "directive-text" }, directive.text),
+    el("ul", { class: "targets" }, (directive.targets || []).map(renderTarget)),
+  );
+  if (directive.id === page.changedDirectiveId) item.classList.add("is-changed");
+  return item;
+}
+
+function renderDirectives() {
+  const sorted = [...page.directives.values()].sort(
+    (a, b) => new Date(b.created_at) - new Date(a.created_at) || b.id - a.id,
+  );
+  $("directive-list").replaceChildren(...sorted.slice(0, DIRECTIVES_SHOWN).map(renderDirective));
+  $("directive-empty").hidden = sorted.length > 0;
+  page.changedDirectiveId = null;
+  refreshDeadlines();
+}
+
+function upsertDirective(directive, { highlight = true } = {}) {
+  page.directives.set(directive.id, directive);
+  if (highlight) page.changedDirectiveId = directive.id;
+  renderDirectives();
+}
+
+/** Deadline countdown and overdue marks, refreshed every second. */
+function refreshDeadlines() {
+  for (const item of document.querySelectorAll("#directive-list .directive")) {
+    const remaining = secondsUntil(item.dataset.deadline);
+    const pending = item.querySelectorAll('.target:not([data-state="acknowledged"])');
+    const label = item.querySelector(".directive-deadline");
+    if (remaining === null) {
+      label.textContent = "";
+      continue;
+    }
+    const overdue = remaining < 0 && pending.length > 0;
+    if (pending.length === 0) label.textContent = "all acknowledged 全部确认";
+    else if (overdue) label.textContent = "overdue 已超时";
+    else label.textContent = `${formatDuration(remaining)} left 剩余`;
+    item.classList.toggle("is-overdue", overdue);
+    for (const target of pending) target.classList.toggle("is-overdue", remaining < 0);
+  }
+}
+
+async function loadDirectives() {
+  const directives = await api("/api/directives");
+  page.directives.clear();
+  for (const directive of directives) page.directives.set(directive.id, directive);
+  renderDirectives();
+}
+
+function configureDirectiveForm() {
+  const form = $("directive-form");
+  const allowed = SENDER_ROLES.has(page.user.role);
+  for (const control of form.elements) control.disabled = !allowed;
+  const note = $("directive-note");
+  note.hidden = allowed;
+  note.textContent = allowed ? "" : "Only commanders, leaders and admins can send directives. 仅指挥员可下达指令。";
+}
+
+async function sendDirective(event) {
+  event.preventDefault();
+  const form = $("directive-form");
+  const targetId = Number.parseInt($("directive-target").value, 10);
+  const text = $("directive-text").value.trim();
+  const deadline = Number($("directive-deadline").value);
+
+  if (!Number.isInteger(targetId)) return showMessage("Choose an officer to send the directive to. 请选择执法人员");
+  if (!text) return showMessage("Write the directive first. 请输入指令内容");
+  if (!Number.isInteger(deadline) || deadline < 1) {
+    return showMessage("The acknowledgement deadline must be a whole number of seconds, at least 1. 确认时限须为正整数");
+  }
+
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const directive = await api("/api/directives", {
+      method: "POST",
+      body: { target_ids: [targetId], text, ack_deadline_seconds: deadline },
+    });
+    upsertDirective(directive);
+    $("directive-text").value = "";
+    clearMessage();
+  } catch (error) {
+    showMessage(`Directive not sent: ${errorText(error)}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- websocket ------------------------------------------------------------
+
+function onEvent(message) {
+  switch (message.type) {
+    case "stream_up":
+      addStream(message.stream);
+      schedulePeopleRefresh();
+      break;
+    case "stream_down":
+      removeStream(message.stream_id);
+      schedulePeopleRefresh();
+      break;
+    case "directive":
+    case "directive_update":
+      upsertDirective(message.directive);
+      break;
+    case "error":
+      showMessage(`Server: ${message.message}`);
+      break;
+    default:
+      break;
+  }
+}
+
+function onStatus(status, info) {
+  showConnectionStatus(status, info);
+  if (status === "connected") {
+    // Events may have been missed while the socket was down: catch up.
+    if (page.wasConnected) refreshAll();
+    page.wasConnected = true;
+  }
+}
+
+// ---- lifecycle ------------------------------------------------------------
+
+async function refreshAll() {
+  const results = await Promise.allSettled([loadStreams(), loadDirectives(), loadPeople()]);
+  const labels = ["Streams", "Directives", "Officers"];
+  const problems = results
+    .map((result, index) => (result.status === "rejected" ? `${labels[index]}: ${errorText(result.reason)}` : null))
+    .filter(Boolean);
+  if (problems.length) showMessage(problems.join(" · "));
+}
+
+function start(user) {
+  page.user = user;
+  showView(user);
+  if (user.role === "field_officer") {
+    showMessage("The video wall is for the command room. Field officers use the officer page (/officer). 执法人员请使用 /officer 页面");
+    return;
+  }
+  configureDirectiveForm();
+  updateStreamCount();
+  page.events = connectEvents(onEvent, onStatus);
+  refreshAll();
+  page.ticker = setInterval(refreshDeadlines, 1000);
+}
+
+function stop() {
+  page.events?.close();
+  page.events = null;
+  page.wasConnected = false;
+  clearInterval(page.ticker);
+  clearTimeout(page.peopleTimer);
+  removeAllStreams();
+  page.directives.clear();
+  renderDirectives();
+  page.user = null;
+}
+
+function init() {
+  bindLoginForm(start);
+  $("directive-form").addEventListener("submit", sendDirective);
+  $("logout").addEventListener("click", () => {
+    stop();
+    logout();
+    clearMessage();
+    showView(null);
+  });
+  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
+    if (!page.user) return;
+    stop();
+    showView(null);
+    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
+  });
+  // Closing the page ends the relay sessions (DELETE with keepalive).
+  window.addEventListener("pagehide", () => removeAllStreams());
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && page.user && page.events) refreshAll();
+  });
+
+  if (isLoggedIn()) start(getUser());
+  else showView(null);
+}
+
+init();

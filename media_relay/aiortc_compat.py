@@ -1,0 +1,146 @@
+"""Every use of aiortc and aioice internals, in one place, for the exact pinned versions.
+
+The relay forwards encoded media without decoding it (DESIGN.md decision 1). aiortc has no public
+hook for that, so this module:
+
+- taps a receiver's jitter-buffer output: the complete encoded frame that aiortc would hand to its
+  decoder thread is handed to a callback on the event loop instead;
+- sends a picture loss indication (RTCP PLI) from a receiver to its publisher;
+- restricts the host addresses an ``RTCPeerConnection`` gathers ICE candidates on, per
+  connection (never by patching aioice globally), so that a relay can announce chosen addresses.
+
+:func:`check_versions` fails loudly when aiortc or aioice is not the version this was written for;
+the test suite calls it, and so does the relay at start-up.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable
+from typing import Any
+
+import aioice
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+__all__ = [
+    "AIOICE_VERSION",
+    "AIORTC_VERSION",
+    "IncompatibleAiortc",
+    "FrameCallback",
+    "check_versions",
+    "request_keyframe",
+    "restrict_host_addresses",
+    "tap_receiver",
+]
+
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"
+
+FrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
+
+
+class IncompatibleAiortc(RuntimeError):
+    """The installed aiortc/aioice is not the one this module's hooks were written for."""
+
+
+def check_versions() -> None:
+    """Raise :class:`IncompatibleAiortc` unless the pinned versions and attributes are present."""
+    if aiortc.__version__ != AIORTC_VERSION:
+        raise IncompatibleAiortc(
+            f"media_relay.aiortc_compat is written for aiortc {AIORTC_VERSION}, "
+            f"found {aiortc.__version__}: re-check the hooks before changing the pin"
+        )
+    if aioice.__version__ != AIOICE_VERSION:
+        raise IncompatibleAiortc(
+            f"media_relay.aiortc_compat is written for aioice {AIOICE_VERSION}, found {aioice.__version__}"
+        )
+    missing = [
+        name
+        for owner, name in (
+            (RTCRtpReceiver, "_handle_rtp_packet"),
+            (RTCRtpReceiver, "_send_rtcp_pli"),
+            (aioice.Connection, "get_component_candidates"),
+        )
+        if not hasattr(owner, name)
+    ]
+    if missing:
+        raise IncompatibleAiortc(f"aiortc/aioice internals missing: {', '.join(missing)}")
+
+
+class _FrameTap:
+    """Stands in for the receiver's decoder queue.
+
+    ``put`` is called on the event loop by ``RTCRtpReceiver._handle_rtp_packet`` with
+    ``(codec, JitterFrame)`` for each complete encoded frame, and with ``None`` when the receiver
+    stops. Frames go to the callback; only the ``None`` reaches the (idle) decoder thread, which
+    then ends and ends the receiver's track.
+    """
+
+    def __init__(self, callback: FrameCallback) -> None:
+        self._callback = callback
+        self._control: queue.Queue[Any] = queue.Queue()
+
+    def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
+        if item is None:
+            self._control.put(None)
+            return
+        codec, frame = item
+        self._callback(codec, frame)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._control.get(*args, **kwargs)
+
+
+def tap_receiver(receiver: RTCRtpReceiver, callback: FrameCallback) -> None:
+    """Deliver ``receiver``'s encoded frames to ``callback`` instead of decoding them.
+
+    Call it after ``setRemoteDescription`` and before the connection starts receiving.
+    """
+    receiver._RTCRtpReceiver__decoder_queue = _FrameTap(callback)  # type: ignore[attr-defined]
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
+    """Send an RTCP PLI for every SSRC the receiver has heard from. False if none yet."""
+    active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
+    rtx_ssrcs = set(receiver._RTCRtpReceiver__rtx_ssrc)  # type: ignore[attr-defined]
+    sent = False
+    for ssrc in list(active):
+        if ssrc in rtx_ssrcs:
+            continue
+        await receiver._send_rtcp_pli(ssrc)
+        sent = True
+    return sent
+
+
+def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None:
+    """Gather ICE host candidates of ``pc`` on ``addresses`` only (loopback allowed).
+
+    Call after the transceivers exist (``addTransceiver`` or ``setRemoteDescription``) and before
+    ``setLocalDescription``. An empty list keeps aioice's default: every interface but loopback.
+    """
+    if not addresses:
+        return
+    for transceiver in pc.getTransceivers():
+        for transport in (transceiver.sender.transport, transceiver.receiver.transport):
+            connection = transport.transport.iceGatherer._connection
+            if getattr(connection, "_zhihui_restricted", False):
+                continue
+            connection.gather_candidates = _gather_on(connection, list(addresses))
+            connection._zhihui_restricted = True
+
+
+def _gather_on(connection: aioice.Connection, addresses: list[str]) -> Callable[[], Any]:
+    async def gather_candidates() -> None:
+        if connection._local_candidates_start:
+            return
+        connection._local_candidates_start = True
+        for component in connection._components:
+            connection._local_candidates += await connection.get_component_candidates(
+                component=component, addresses=addresses
+            )
+        connection._local_candidates_end = True
+
+    return gather_candidates

@@ -1,0 +1,43 @@
+"""The relay's composition root: settings in, an ASGI app out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from media_relay import aiortc_compat
+from media_relay.events import EventSink
+from media_relay.sessions.registry import StreamRegistry
+from media_relay.signaling.routes import build_router
+from zhihui.grants import GrantVerifier
+from zhihui.settings import Settings
+
+__all__ = ["create_relay_app"]
+
+
+def create_relay_app(
+    settings: Settings, verifier: GrantVerifier, events: EventSink | None = None
+) -> FastAPI:
+    aiortc_compat.check_versions()
+    registry = StreamRegistry(relay=settings.relay, recording=settings.recording, events=events)
+    settings.recording.root.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await registry.stop()
+
+    app = FastAPI(title="Zhihui media relay", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.registry = registry
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["POST", "DELETE", "PATCH", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Location"],
+    )
+    app.include_router(build_router(registry, verifier, settings.relay.max_sdp_bytes))
+    return app

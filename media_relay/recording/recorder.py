@@ -1,0 +1,193 @@
+"""A stream's recorder: segments cut on keyframes, sealed with a SHA-256, chained in a manifest.
+
+Segments live in ``<root>/<yyyy>/<mm>/<dd>/<stream-id>/`` (the day the stream first started),
+beside that stream's ``manifest.jsonl``. A stream that starts again (a publisher reconnecting
+with the same grant) continues the same folder and manifest, with a gap entry between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+
+from media_relay.forwarding.frames import EncodedFrame, MediaKind
+from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
+from media_relay.recording.segment import SegmentWriter, TrackFormat
+
+__all__ = ["StreamRecorder", "stream_directory"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.jsonl"
+MAX_PENDING_AUDIO = 250  # ~5 s of 20 ms Opus frames held until the first video keyframe
+SYNC_INTERVAL = 1.0
+
+
+def stream_directory(root: Path, stream_id: str, now: datetime | None = None) -> Path:
+    """Where a stream's segments go: its existing folder, else today's (UTC)."""
+    existing = sorted(root.glob(f"*/*/*/{stream_id}/{MANIFEST_NAME}"))
+    if existing:
+        return existing[-1].parent
+    day = (now or datetime.now(UTC)).astimezone(UTC)
+    return root / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}" / stream_id
+
+
+class StreamRecorder:
+    """Records one live stream. Feed it with :meth:`write`; :meth:`close` seals the last segment."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        stream_id: str,
+        tracks: dict[MediaKind, str],
+        segment_seconds: float,
+        gap_reason: str = "publisher reconnected",
+    ) -> None:
+        self.stream_id = stream_id
+        self.directory = stream_directory(root, stream_id)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.directory / MANIFEST_NAME)
+        self._segment_seconds = segment_seconds
+        self._formats = {kind: TrackFormat(kind, codec) for kind, codec in tracks.items()}
+        self._writer: SegmentWriter | None = None
+        self._segment_started_wall: datetime | None = None
+        self._segment_started_mono = 0.0
+        self._sequence = self._next_sequence()
+        self._t0 = time.monotonic()
+        self._rtp_base: dict[MediaKind, tuple[int, float]] = {}
+        self._last_pts: dict[MediaKind, float] = {}
+        self._pending_audio: deque[EncodedFrame] = deque(maxlen=MAX_PENDING_AUDIO)
+        self._last_sync = 0.0
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self.closed = False
+        self._note_gap(gap_reason)
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def write(self, frame: EncodedFrame) -> None:
+        if self.closed:
+            return
+        if self._writer is None:
+            if not self._open_when_ready(frame):
+                return
+        elif (
+            frame.keyframe
+            and (frame.kind is MediaKind.VIDEO or MediaKind.VIDEO not in self._formats)
+            and time.monotonic() - self._segment_started_mono >= self._segment_seconds
+        ):
+            self._seal()
+            self._open()
+        self._write(frame)
+        now = time.monotonic()
+        if now - self._last_sync >= SYNC_INTERVAL and self._writer is not None:
+            self._writer.sync()
+            self._last_sync = now
+
+    def source_restarted(self) -> None:
+        """A new publisher session feeds this recorder: its RTP clocks start again."""
+        self._rtp_base.clear()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is not None:
+            self._seal()
+        if self._pending_audio:
+            self.frames_dropped += len(self._pending_audio)
+            self._pending_audio.clear()
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def _open_when_ready(self, frame: EncodedFrame) -> bool:
+        video = self._formats.get(MediaKind.VIDEO)
+        if video is not None and not video.ready:
+            if frame.kind is MediaKind.VIDEO and frame.keyframe:
+                video.learn_from_keyframe(frame)
+            if not video.ready:
+                if frame.kind is MediaKind.AUDIO:
+                    if len(self._pending_audio) == self._pending_audio.maxlen:
+                        self.frames_dropped += 1
+                    self._pending_audio.append(frame)
+                else:
+                    self.frames_dropped += 1
+                return False
+        if video is not None and frame.kind is MediaKind.VIDEO and not frame.keyframe:
+            self.frames_dropped += 1
+            return False
+        self._open()
+        while self._pending_audio:
+            self._write(self._pending_audio.popleft())
+        return True
+
+    def _open(self) -> None:
+        name = f"{self.stream_id}-{self._sequence:05d}.mkv"
+        self._writer = SegmentWriter(self.directory / name, list(self._formats.values()))
+        self._segment_started_wall = datetime.now(UTC)
+        self._segment_started_mono = time.monotonic()
+
+    def _write(self, frame: EncodedFrame) -> None:
+        assert self._writer is not None
+        base = self._rtp_base.get(frame.kind)
+        if base is None:
+            base = (frame.timestamp, frame.received_at - self._t0)
+            self._rtp_base[frame.kind] = base
+        pts = base[1] + (frame.timestamp - base[0]) / frame.clock_rate
+        last = self._last_pts.get(frame.kind)
+        if last is not None and pts <= last:
+            pts = last + 1 / 90000
+        self._last_pts[frame.kind] = pts
+        try:
+            self._writer.write(frame, pts)
+        except Exception:
+            self.frames_dropped += 1
+            logger.exception("stream %s: could not write a %s frame", self.stream_id, frame.kind.value)
+            return
+        self.frames_written += 1
+
+    def _seal(self) -> None:
+        writer, self._writer = self._writer, None
+        assert writer is not None and self._segment_started_wall is not None
+        size = writer.close()
+        self.manifest.append(
+            {
+                "type": "segment",
+                "stream_id": self.stream_id,
+                "sequence": self._sequence,
+                "file": writer.path.name,
+                "started_at": utc_iso(self._segment_started_wall),
+                "ended_at": utc_iso(),
+                "media_start": round(writer.first_pts or 0.0, 6),
+                "media_end": round(writer.last_pts or 0.0, 6),
+                "frames": {kind.value: count for kind, count in writer.frames.items()},
+                "bytes": size,
+                "sha256": sha256_file(writer.path),
+            }
+        )
+        self._sequence += 1
+
+    def _next_sequence(self) -> int:
+        last = 0
+        for entry in self.manifest.entries():
+            if entry.get("type") == "segment":
+                last = max(last, int(entry["sequence"]))
+        return last + 1
+
+    def _note_gap(self, reason: str) -> None:
+        last = self.manifest.last_entry
+        if last is None:
+            return
+        self.manifest.append(
+            {
+                "type": "gap",
+                "stream_id": self.stream_id,
+                "started_at": last.get("ended_at"),
+                "ended_at": utc_iso(),
+                "reason": reason,
+            }
+        )

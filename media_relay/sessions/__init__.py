@@ -1,0 +1,1 @@
+"""Sessions: publishers and viewers as WebRTC peer connections, and the registry of live streams."""

@@ -1,0 +1,175 @@
+"""The relay's live streams and sessions: the one object signaling talks to."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from media_relay.events import EventSink, StreamDown, StreamUp
+from media_relay.forwarding.frames import MediaKind
+from media_relay.recording.recorder import StreamRecorder
+from media_relay.sessions.publisher import PublisherSession
+from media_relay.sessions.stream import LiveStream, StreamState
+from media_relay.sessions.viewer import ViewerSession
+from zhihui.grants import PublishGrant, ViewGrant
+from zhihui.settings import RecordingSettings, RelaySettings
+
+__all__ = ["SessionNotFound", "StreamNotLive", "StreamRegistry"]
+
+logger = logging.getLogger(__name__)
+
+
+class StreamNotLive(LookupError):
+    pass
+
+
+class SessionNotFound(LookupError):
+    pass
+
+
+class StreamRegistry:
+    def __init__(
+        self, *, relay: RelaySettings, recording: RecordingSettings, events: EventSink | None = None
+    ) -> None:
+        self._relay = relay
+        self._recording = recording
+        self._events = events
+        self.streams: dict[str, LiveStream] = {}
+        self.publishers: dict[str, PublisherSession] = {}
+        self.viewers: dict[str, ViewerSession] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def recordings_root(self) -> Path:
+        return self._recording.root
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, grant: PublishGrant, offer_sdp: str) -> tuple[PublisherSession, str]:
+        session = PublisherSession(grant=grant, settings=self._relay, on_closed=self._publisher_closed)
+        try:
+            answer_sdp = await session.negotiate(offer_sdp)
+        except BaseException:
+            await session.close()
+            raise
+        async with self._lock:
+            stream = self.streams.get(grant.stream)
+            previous = stream.publisher if stream is not None else None
+            if stream is None:
+                stream = LiveStream(
+                    stream_id=grant.stream,
+                    officer_id=grant.sub,
+                    officer_name=grant.name,
+                    keyframe_interval=self._relay.keyframe_request_interval_ms / 1000,
+                )
+                stream.codecs = dict(session.codecs)
+                stream.attach_recorder(
+                    StreamRecorder(
+                        root=self._recording.root,
+                        stream_id=stream.stream_id,
+                        tracks=stream.codecs,
+                        segment_seconds=self._recording.segment_seconds,
+                    )
+                )
+                self.streams[stream.stream_id] = stream
+                started = True
+            else:
+                for fanout in stream.fanouts.values():
+                    fanout.source_restarted()
+                if stream.recorder is not None:
+                    stream.recorder.source_restarted()
+                started = False
+            stream.publisher = session
+            session.bind(stream)
+            self.publishers[session.id] = session
+        if previous is not None:
+            previous.stream = None
+            await previous.close()
+        if started:
+            await self._emit(
+                StreamUp(
+                    stream_id=stream.stream_id,
+                    officer_id=stream.officer_id,
+                    started_at=stream.started_at,
+                    video_codec=stream.codecs.get(MediaKind.VIDEO),
+                    audio_codec=stream.codecs.get(MediaKind.AUDIO),
+                )
+            )
+        return session, answer_sdp
+
+    async def _publisher_closed(self, session: PublisherSession) -> None:
+        self.publishers.pop(session.id, None)
+        stream = session.stream
+        if stream is None or stream.publisher is not session:
+            return
+        await self._end_stream(stream, reason="publisher left")
+
+    async def _end_stream(self, stream: LiveStream, *, reason: str) -> None:
+        async with self._lock:
+            if self.streams.get(stream.stream_id) is not stream:
+                return
+            del self.streams[stream.stream_id]
+        stream.state = StreamState.ENDED
+        stream.publisher = None
+        stream.keyframes.stop()
+        for fanout in stream.fanouts.values():
+            fanout.end()
+        if stream.recorder is not None:
+            stream.recorder.close()
+        for viewer in tuple(stream.viewers):
+            await viewer.close()
+        await self._emit(
+            StreamDown(
+                stream_id=stream.stream_id,
+                officer_id=stream.officer_id,
+                ended_at=datetime.now(UTC),
+                reason=reason,
+            )
+        )
+
+    # -- viewing ---------------------------------------------------------------------------------
+
+    async def view(self, grant: ViewGrant, stream_id: str, offer_sdp: str) -> tuple[ViewerSession, str]:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise StreamNotLive(f"stream {stream_id!r} is not live")
+        session = ViewerSession(
+            grant=grant, stream=stream, settings=self._relay, on_closed=self._viewer_closed
+        )
+        try:
+            answer_sdp = await session.negotiate(offer_sdp)
+        except BaseException:
+            await session.close()
+            raise
+        self.viewers[session.id] = session
+        return session, answer_sdp
+
+    async def _viewer_closed(self, session: ViewerSession) -> None:
+        self.viewers.pop(session.id, None)
+
+    # -- common ----------------------------------------------------------------------------------
+
+    async def close_session(self, session_id: str) -> None:
+        session = self.publishers.get(session_id) or self.viewers.get(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        await session.close()
+
+    async def stop(self) -> None:
+        """End every session and seal every recording."""
+        for viewer in tuple(self.viewers.values()):
+            await viewer.close()
+        for publisher in tuple(self.publishers.values()):
+            await publisher.close()
+        for stream in tuple(self.streams.values()):
+            await self._end_stream(stream, reason="relay stopped")
+
+    async def _emit(self, event: StreamUp | StreamDown) -> None:
+        if self._events is None:
+            return
+        try:
+            await self._events(event)
+        except Exception:
+            logger.exception("relay event %s for %s was not delivered", event.type, event.stream_id)

@@ -1,0 +1,89 @@
+"""A viewer: one WHEP peer connection fed from a live stream's fanouts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCRtpSender, RTCSessionDescription
+
+from media_relay.forwarding.fanout import ForwardTrack
+from media_relay.forwarding.frames import MediaKind
+from media_relay.sessions.rtc import answer, new_peer_connection
+from media_relay.sessions.stream import LiveStream
+from zhihui.grants import ViewGrant
+from zhihui.settings import RelaySettings
+
+__all__ = ["ViewerSession"]
+
+logger = logging.getLogger(__name__)
+
+
+class ViewerSession:
+    def __init__(
+        self,
+        *,
+        grant: ViewGrant,
+        stream: LiveStream,
+        settings: RelaySettings,
+        on_closed: Callable[[ViewerSession], Awaitable[None]],
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.grant = grant
+        self.stream = stream
+        self._settings = settings
+        self._on_closed = on_closed
+        self._pc = new_peer_connection(settings)
+        self.tracks: dict[MediaKind, ForwardTrack] = {}
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+
+        @self._pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if self._pc.connectionState in ("failed", "closed") and self._close_task is None:
+                self._close_task = asyncio.ensure_future(self.close())
+
+    async def negotiate(self, offer_sdp: str) -> str:
+        """Offer the stream's tracks in the publisher's codecs; return the answer.
+
+        Raises ValueError when the offer is malformed or the viewer cannot take those codecs.
+        """
+        for kind, codec in self.stream.codecs.items():
+            track = ForwardTrack(
+                kind, self._settings.viewer_queue_frames, self.stream.keyframes.request
+            )
+            transceiver = self._pc.addTransceiver(track, direction="sendonly")
+            capabilities = RTCRtpSender.getCapabilities(kind.value)
+            wanted = [c for c in capabilities.codecs if c.name.lower() == codec]
+            rtx = [c for c in capabilities.codecs if c.name.lower() == "rtx"]
+            transceiver.setCodecPreferences(wanted + rtx)
+            self.tracks[kind] = track
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            raise ValueError(
+                f"cannot serve this offer ({exc}); the stream is "
+                + ", ".join(f"{k.value} {c}" for k, c in self.stream.codecs.items())
+            ) from None
+        answer_sdp = await answer(self._pc, self._settings)
+        for kind, track in self.tracks.items():
+            self.stream.fanouts[kind].attach(track)
+        self.stream.viewers.add(self)
+        self.stream.keyframes.request()
+        return answer_sdp
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for kind, track in self.tracks.items():
+            self.stream.fanouts[kind].detach(track)
+            track.stop()
+        self.stream.viewers.discard(self)
+        await self._pc.close()
+        try:
+            await self._on_closed(self)
+        except Exception:
+            logger.exception("viewer session %s: close handler failed", self.id)
