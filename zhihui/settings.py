@@ -94,6 +94,9 @@ class RelaySettings(_Section):
         500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
     )
     max_sdp_bytes: int = Field(64 * 1024, description="Largest SDP body accepted by WHIP/WHEP.")
+    public_url: str | None = Field(
+        None, description="Where clients reach the relay. Unset: '/relay' on the dispatch server."
+    )
 
 
 class RecordingSettings(_Section):
@@ -138,6 +141,11 @@ class Settings(BaseSettings):
             return self.http.public_url.rstrip("/")
         host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::") else self.http.host
         return f"http://{host}:{self.http.port}"
+
+    @property
+    def relay_url(self) -> str:
+        """The relay's base URL as clients are told it (relative when it is mounted here)."""
+        return (self.relay.public_url or "/relay").rstrip("/")
 
     @classmethod
     def settings_customise_sources(

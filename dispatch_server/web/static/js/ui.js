@@ -79,11 +79,11 @@ export function errorText(error) {
 // ---- connection status ----------------------------------------------------
 
 const STATUS_LABELS = {
-  connecting: "connecting 连接中",
-  connected: "connected 已连接",
-  reconnecting: "reconnecting 重连中",
-  unauthorized: "signed out 已退出",
-  closed: "offline 离线",
+  connecting: ["connecting", "连接中"],
+  connected: ["connected", "已连接"],
+  reconnecting: ["reconnecting", "重连中"],
+  unauthorized: ["signed out", "已退出"],
+  closed: ["offline", "离线"],
 };
 
 /** Reflect a connectEvents() status in #connection-status (text and data-status). */
@@ -91,11 +91,9 @@ export function showConnectionStatus(status, info = {}) {
   const node = document.getElementById("connection-status");
   if (!node) return;
   node.dataset.status = status;
-  let label = STATUS_LABELS[status] || status;
-  if (status === "reconnecting" && info.delayMs) {
-    label = `${label} (${Math.ceil(info.delayMs / 1000)} s)`;
-  }
-  node.textContent = label;
+  let [english, chinese] = STATUS_LABELS[status] || [status, ""];
+  if (status === "reconnecting" && info.delayMs) english = `${english} in ${Math.ceil(info.delayMs / 1000)} s`;
+  node.replaceChildren(english, " ", el("span", { lang: "zh" }, chinese));
 }
 
 // ---- login ----------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""The composition root: settings in, the whole one-machine ASGI app out.
+
+It wires the database, the bus, the token and grant keys, the domain routes, the websocket, the
+pages, and the media relay mounted at ``/relay`` with its events flowing into the streams domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from dispatch_server import errors
+from dispatch_server.auth import views as auth_views
+from dispatch_server.auth.tokens import TokenService
+from dispatch_server.context import Context
+from dispatch_server.db import Database
+from dispatch_server.directives import views as directive_views
+from dispatch_server.people import views as people_views
+from dispatch_server.realtime import views as realtime_views
+from dispatch_server.realtime.bus import Bus, InProcessBus, RedisBus
+from dispatch_server.realtime.hub import Hub
+from dispatch_server.streams import service as streams
+from dispatch_server.streams import views as stream_views
+from dispatch_server.web import views as web_views
+from media_relay.app import create_relay_app
+from media_relay.events import StreamDown, StreamUp
+from zhihui.grants import GrantSigner, GrantVerifier, load_or_create_private_key
+from zhihui.settings import Settings
+
+__all__ = ["create_app", "create_context"]
+
+
+def create_context(settings: Settings) -> Context:
+    key_file = settings.auth.grant_private_key_file or settings.data_dir / "grant_ed25519.pem"
+    bus: Bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
+    return Context(
+        settings=settings,
+        db=Database(settings.effective_database_url),
+        tokens=TokenService.from_settings(settings),
+        grants=GrantSigner(load_or_create_private_key(key_file)),
+        bus=bus,
+        hub=Hub(bus),
+    )
+
+
+def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
+    context = context or create_context(settings)
+
+    async def on_relay_event(event: StreamUp | StreamDown) -> None:
+        async with context.db.sessions() as db_session:
+            await streams.record_relay_event(
+                db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
+            )
+
+    relay = create_relay_app(settings, GrantVerifier(context.grants.public_key), events=on_relay_event)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await context.db.start()
+        await context.bus.start()
+        try:
+            yield
+        finally:
+            # Mounted apps get no lifespan of their own: stop the relay from here.
+            await relay.state.registry.stop()
+            await context.bus.stop()
+            await context.db.stop()
+
+    app = FastAPI(
+        title="Zhihui dispatch server",
+        summary="Field dispatch and bodycam video command for a court's enforcement command center",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.context = context
+    errors.install(app)
+    for router in (
+        auth_views.router,
+        people_views.router,
+        directive_views.router,
+        stream_views.router,
+        realtime_views.router,
+        web_views.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")
+    app.mount("/relay", relay, name="relay")
+    return app

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, require_roles
+from dispatch_server.directives import service
+from dispatch_server.directives.schemas import DirectiveIn, DirectiveOut
+from dispatch_server.people.models import COMMAND_ROLES, Person
+
+router = APIRouter(prefix="/api/directives", tags=["directives"])
+
+
+@router.post("", response_model=DirectiveOut, status_code=201, summary="Issue a directive")
+async def issue(
+    body: DirectiveIn,
+    context: Ctx,
+    db_session: DbSession,
+    user: Annotated[Person, Depends(require_roles(*COMMAND_ROLES))],
+) -> DirectiveOut:
+    directive = await service.issue(
+        db_session=db_session,
+        issuer=user,
+        target_ids=body.target_ids,
+        text=body.text,
+        ack_deadline_seconds=body.ack_deadline_seconds,
+    )
+    await service.announce_issued(bus=context.bus, directive=directive)
+    return DirectiveOut.model_validate(directive)
+
+
+@router.get("", response_model=list[DirectiveOut], summary="Directives I issued or received")
+async def list_directives(db_session: DbSession, user: CurrentUser) -> list[DirectiveOut]:
+    return [DirectiveOut.model_validate(d) for d in await service.list_for(db_session=db_session, person=user)]
+
+
+@router.post("/{directive_id}/ack", response_model=DirectiveOut, summary="Acknowledge a directive")
+async def acknowledge(directive_id: int, context: Ctx, db_session: DbSession, user: CurrentUser) -> DirectiveOut:
+    directive, changed = await service.acknowledge(
+        db_session=db_session, directive_id=directive_id, person_id=user.id
+    )
+    if changed:
+        await service.announce_update(bus=context.bus, directive=directive)
+    return DirectiveOut.model_validate(directive)

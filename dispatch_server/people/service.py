@@ -1,0 +1,108 @@
+"""People: creating, finding and listing them; the first admin and the demo users."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch_server.auth.passwords import hash_password, random_password, verify_password
+from dispatch_server.errors import Conflict, Invalid, NotFound
+from dispatch_server.people.models import Person, Role
+
+__all__ = [
+    "authenticate",
+    "create",
+    "ensure_demo_people",
+    "ensure_first_admin",
+    "get",
+    "get_many",
+    "list_people",
+]
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+DEMO_PEOPLE = (
+    ("commander", "Commander Wang 王指挥长", Role.COMMANDER),
+    ("officer1", "Officer Li 李警官", Role.FIELD_OFFICER),
+    ("officer2", "Officer Zhao 赵警官", Role.FIELD_OFFICER),
+)
+
+
+async def create(
+    *, db_session: AsyncSession, username: str, display_name: str, role: Role, password: str
+) -> Person:
+    if not USERNAME.match(username):
+        raise Invalid("a username is 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
+    if len(password) < 8:
+        raise Invalid("a password has at least 8 characters")
+    existing = await db_session.scalar(select(Person).where(Person.username == username))
+    if existing is not None:
+        raise Conflict(f"the username {username!r} is taken")
+    person = Person(
+        username=username, display_name=display_name, role=role, password_hash=hash_password(password)
+    )
+    db_session.add(person)
+    await db_session.flush()
+    return person
+
+
+async def get(*, db_session: AsyncSession, person_id: int) -> Person:
+    person = await db_session.get(Person, person_id)
+    if person is None or not person.active:
+        raise NotFound(f"there is no person with id {person_id}")
+    return person
+
+
+async def get_many(*, db_session: AsyncSession, person_ids: Iterable[int]) -> list[Person]:
+    wanted = list(dict.fromkeys(person_ids))
+    rows = (await db_session.scalars(select(Person).where(Person.id.in_(wanted), Person.active))).all()
+    found = {person.id: person for person in rows}
+    missing = [str(pid) for pid in wanted if pid not in found]
+    if missing:
+        raise NotFound(f"unknown person id(s): {', '.join(missing)}")
+    return [found[pid] for pid in wanted]
+
+
+async def list_people(*, db_session: AsyncSession, role: Role | None = None) -> list[Person]:
+    query = select(Person).where(Person.active).order_by(Person.display_name)
+    if role is not None:
+        query = query.where(Person.role == role)
+    return list((await db_session.scalars(query)).all())
+
+
+async def authenticate(*, db_session: AsyncSession, username: str, password: str) -> Person | None:
+    """The person, if the password is right; None otherwise, in the same time either way."""
+    person = await db_session.scalar(
+        select(Person).where(Person.username == username.strip().lower(), Person.active)
+    )
+    ok = verify_password(person.password_hash if person else None, password)
+    return person if ok and person is not None else None
+
+
+async def ensure_first_admin(*, db_session: AsyncSession) -> str | None:
+    """On the very first start, create ``admin`` with a random password and return it (once)."""
+    if await db_session.scalar(select(func.count()).select_from(Person)):
+        return None
+    password = random_password()
+    await create(
+        db_session=db_session, username="admin", display_name="Administrator", role=Role.ADMIN, password=password
+    )
+    return password
+
+
+async def ensure_demo_people(*, db_session: AsyncSession) -> list[tuple[Person, str]]:
+    """Create (or re-key) the demo commander and officers; return each with a fresh password."""
+    result = []
+    for username, display_name, role in DEMO_PEOPLE:
+        password = random_password()
+        person = await db_session.scalar(select(Person).where(Person.username == username))
+        if person is None:
+            person = await create(
+                db_session=db_session, username=username, display_name=display_name, role=role, password=password
+            )
+        else:
+            person.password_hash = hash_password(password)
+        result.append((person, password))
+    return result

@@ -1,0 +1,123 @@
+"""The bus pushes server messages to channels; the database stays the record (DESIGN.md 4).
+
+Channels: ``person.<id>`` for one person's devices, ``command`` for the command room.
+:class:`InProcessBus` serves one process; :class:`RedisBus` carries the same messages between
+processes over Redis pub/sub. A message lost on the bus loses nothing: clients re-read SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Protocol
+
+from dispatch_server.realtime.messages import ServerMessage, server_message
+
+__all__ = ["Bus", "InProcessBus", "RedisBus", "Subscriber", "command_channel", "person_channel"]
+
+logger = logging.getLogger(__name__)
+
+Subscriber = Callable[[ServerMessage], None]
+
+COMMAND_CHANNEL = "command"
+
+
+def person_channel(person_id: int) -> str:
+    return f"person.{person_id}"
+
+
+def command_channel() -> str:
+    return COMMAND_CHANNEL
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def publish(self, channel: str, message: ServerMessage) -> None: ...
+    def subscribe(self, channel: str, subscriber: Subscriber) -> Callable[[], None]: ...
+
+
+class InProcessBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._subscribers.clear()
+
+    async def publish(self, channel: str, message: ServerMessage) -> None:
+        self._deliver(channel, message)
+
+    def subscribe(self, channel: str, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers[channel].add(subscriber)
+
+        def unsubscribe() -> None:
+            subscribers = self._subscribers.get(channel)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[channel]
+
+        return unsubscribe
+
+    def _deliver(self, channel: str, message: ServerMessage) -> None:
+        for subscriber in tuple(self._subscribers.get(channel, ())):
+            try:
+                subscriber(message)
+            except Exception:
+                logger.exception("bus subscriber on %s failed", channel)
+
+
+class RedisBus(InProcessBus):
+    """Publishes through Redis; every process delivers what arrives to its own subscribers."""
+
+    PREFIX = "zhihui:bus:"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import redis.asyncio as redis
+
+        self._redis = redis.from_url(url)
+        self._pubsub = self._redis.pubsub()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._pubsub.psubscribe(self.PREFIX + "*")
+        self._task = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._pubsub.aclose()
+        await self._redis.aclose()
+        await super().stop()
+
+    async def publish(self, channel: str, message: ServerMessage) -> None:
+        await self._redis.publish(self.PREFIX + channel, message.model_dump_json())
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                item = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("redis bus: receive failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            if item is None or item.get("type") != "pmessage":
+                continue
+            channel = item["channel"].decode().removeprefix(self.PREFIX)
+            try:
+                message = server_message.validate_json(item["data"])
+            except ValueError:
+                logger.warning("redis bus: dropped a malformed message on %s", channel)
+                continue
+            self._deliver(channel, message)

@@ -1,0 +1,83 @@
+"""Streams (R1, R3): grants to publish and watch, and the relay's reports of streams up and down."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch_server.errors import Forbidden, NotFound
+from dispatch_server.people.models import Person, Role
+from dispatch_server.realtime.bus import Bus, command_channel
+from dispatch_server.realtime.messages import StreamDownMessage, StreamUpMessage
+from dispatch_server.streams.models import Stream
+from dispatch_server.streams.schemas import StreamOut
+from media_relay.events import StreamDown, StreamUp
+from zhihui.grants import GrantSigner
+
+__all__ = ["grant_publish", "grant_view", "list_live", "record_relay_event", "stream_out"]
+
+
+def stream_out(stream: Stream, relay_url: str) -> StreamOut:
+    out = StreamOut.model_validate(stream)
+    return out.model_copy(update={"whep_url": f"{relay_url}/whep/{stream.id}"})
+
+
+async def grant_publish(
+    *, db_session: AsyncSession, signer: GrantSigner, officer: Person, device: str, minutes: int
+) -> tuple[str, Stream, datetime]:
+    """A new stream for this officer and device, and the grant that may publish it."""
+    if officer.role is not Role.FIELD_OFFICER:
+        raise Forbidden("only field officers publish streams")
+    stream = Stream(id=f"{officer.username}-{device}-{uuid.uuid4().hex[:8]}", officer_id=officer.id, device=device)
+    db_session.add(stream)
+    await db_session.commit()
+    token, claims = signer.publish(
+        person_id=str(officer.id), name=officer.display_name, stream_id=stream.id, minutes=minutes
+    )
+    return token, stream, datetime.fromtimestamp(claims.exp, UTC)
+
+
+async def grant_view(
+    *, db_session: AsyncSession, signer: GrantSigner, viewer: Person, stream_ids: list[str], minutes: int
+) -> tuple[str, datetime]:
+    found = set((await db_session.scalars(select(Stream.id).where(Stream.id.in_(stream_ids)))).all())
+    missing = [sid for sid in stream_ids if sid not in found]
+    if missing:
+        raise NotFound(f"unknown stream(s): {', '.join(missing)}")
+    token, claims = signer.view(person_id=str(viewer.id), stream_ids=list(stream_ids), minutes=minutes)
+    return token, datetime.fromtimestamp(claims.exp, UTC)
+
+
+async def list_live(*, db_session: AsyncSession) -> list[Stream]:
+    query = (
+        select(Stream)
+        .where(Stream.started_at.is_not(None), Stream.ended_at.is_(None))
+        .order_by(Stream.started_at)
+    )
+    return list((await db_session.scalars(query)).all())
+
+
+async def record_relay_event(
+    *, db_session: AsyncSession, bus: Bus, event: StreamUp | StreamDown, relay_url: str
+) -> None:
+    """SQL first, then push to the command room."""
+    stream = await db_session.get(Stream, event.stream_id)
+    if stream is None:
+        return  # a grant this server never issued: nothing to show
+    if isinstance(event, StreamUp):
+        stream.started_at = stream.started_at or event.started_at
+        stream.ended_at = None
+        stream.end_reason = None
+        stream.video_codec = event.video_codec
+        stream.audio_codec = event.audio_codec
+        await db_session.commit()
+        await db_session.refresh(stream)
+        await bus.publish(command_channel(), StreamUpMessage(stream=stream_out(stream, relay_url)))
+    else:
+        stream.ended_at = event.ended_at
+        stream.end_reason = event.reason
+        await db_session.commit()
+        await bus.publish(command_channel(), StreamDownMessage(stream_id=stream.id))

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from dispatch_server.auth.deps import Ctx, DbSession, require_roles
+from dispatch_server.people.models import WATCH_ROLES, Person, Role
+from dispatch_server.streams import service
+from dispatch_server.streams.schemas import (
+    PublishGrantIn,
+    PublishGrantOut,
+    StreamOut,
+    ViewableStream,
+    ViewGrantIn,
+    ViewGrantOut,
+)
+
+router = APIRouter(prefix="/api", tags=["streams"])
+
+Watcher = Annotated[Person, Depends(require_roles(*WATCH_ROLES))]
+
+
+@router.get("/streams", response_model=list[StreamOut], summary="Live streams")
+async def live_streams(context: Ctx, db_session: DbSession, _user: Watcher) -> list[StreamOut]:
+    relay_url = context.settings.relay_url
+    return [service.stream_out(s, relay_url) for s in await service.list_live(db_session=db_session)]
+
+
+@router.post("/grants/publish", response_model=PublishGrantOut, summary="A grant to publish one stream")
+async def publish_grant(
+    body: PublishGrantIn,
+    context: Ctx,
+    db_session: DbSession,
+    user: Annotated[Person, Depends(require_roles(Role.FIELD_OFFICER))],
+) -> PublishGrantOut:
+    token, stream, expires_at = await service.grant_publish(
+        db_session=db_session,
+        signer=context.grants,
+        officer=user,
+        device=body.device,
+        minutes=context.settings.auth.publish_grant_minutes,
+    )
+    return PublishGrantOut(
+        grant=token,
+        stream_id=stream.id,
+        whip_url=f"{context.settings.relay_url}/whip",
+        expires_at=expires_at,
+        ice_servers=[server.model_dump(mode="json", exclude_none=True) for server in context.settings.relay.ice_servers],
+    )
+
+
+@router.post("/grants/view", response_model=ViewGrantOut, summary="A grant to watch streams")
+async def view_grant(body: ViewGrantIn, context: Ctx, db_session: DbSession, user: Watcher) -> ViewGrantOut:
+    token, expires_at = await service.grant_view(
+        db_session=db_session,
+        signer=context.grants,
+        viewer=user,
+        stream_ids=body.stream_ids,
+        minutes=context.settings.auth.view_grant_minutes,
+    )
+    relay_url = context.settings.relay_url
+    return ViewGrantOut(
+        grant=token,
+        expires_at=expires_at,
+        streams=[ViewableStream(stream_id=sid, whep_url=f"{relay_url}/whep/{sid}") for sid in body.stream_ids],
+    )

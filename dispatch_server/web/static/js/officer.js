@@ -1,0 +1,298 @@
+// The field officer's mobile page: stream the camera, receive and acknowledge directives.
+
+import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { Publisher, StreamState } from "./publisher.js";
+import {
+  bindLoginForm,
+  clearMessage,
+  el,
+  errorText,
+  formatDuration,
+  formatTime,
+  secondsUntil,
+  showConnectionStatus,
+  showMessage,
+  showView,
+} from "./ui.js";
+
+const ACKNOWLEDGED = "acknowledged";
+const VIBRATION_PATTERN = [300, 150, 300];
+const BASE_TITLE = document.title;
+
+const $ = (id) => document.getElementById(id);
+
+const page = {
+  user: null,
+  events: null,
+  wasConnected: false,
+  publisher: null,
+  directives: new Map(), // directive id -> directive
+  fresh: new Set(), // ids that arrived while the page was open and are not acknowledged yet
+  acking: new Set(), // ids with an acknowledgement on its way
+  ticker: null,
+};
+
+// ---- streaming ------------------------------------------------------------
+
+function showStreamState(state, detail) {
+  const node = $("stream-state");
+  node.dataset.state = state;
+  node.textContent = state === StreamState.ERROR && detail ? `error: ${detail}` : state;
+  // While the publisher wants to stream (connecting, live, or waiting to retry) only Stop applies.
+  const wanted = Boolean(page.publisher && page.publisher.wanted);
+  $("start-stream").disabled = wanted;
+  $("stop-stream").disabled = !wanted;
+  document.body.classList.toggle("is-streaming", state === StreamState.LIVE);
+}
+
+// ---- directives -----------------------------------------------------------
+
+/** This officer's entry in a directive's targets. */
+function myTarget(directive) {
+  return (directive.targets || []).find((target) => target.person && target.person.id === page.user.id) || null;
+}
+
+function myState(directive) {
+  const target = myTarget(directive);
+  return target ? target.state : "sent";
+}
+
+function renderDirective(directive) {
+  const state = myState(directive);
+  const target = myTarget(directive);
+  const issuer = directive.issuer || {};
+  const acknowledged = state === ACKNOWLEDGED;
+
+  const actions = acknowledged
+    ? [
+        el("span", { class: "state state-acknowledged" }, ACKNOWLEDGED),
+        target && target.acknowledged_at
+          ? el("time", { class: "ack-time", datetime: target.acknowledged_at }, `at ${formatTime(target.acknowledged_at)}`)
+          : null,
+      ]
+    : [
+        el("span", { class: `state state-${state}` }, state),
+        el(
+          "button",
+          { type: "button", class: "btn btn-primary btn-big ack", disabled: page.acking.has(directive.id) },
+          "Acknowledge ",
+          el("span", { lang: "zh" }, "确认"),
+        ),
+      ];
+
+  const item = el(
+    "li",
+    {
+      class: "directive",
+      dataset: { directiveId: directive.id, state, deadline: directive.deadline || "" },
+    },
+    el(
+      "div",
+      { class: "directive-meta" },
+      el("span", { class: "directive-issuer" }, `From 来自 ${issuer.display_name || issuer.username || "?"}`),
+      el("time", { class: "directive-time", datetime: directive.created_at }, formatTime(directive.created_at)),
+    ),
+    el("p", { class: "directive-text" }, directive.text),
+    el(
+      "div",
+      { class: "directive-foot" },
+      el("span", { class: "directive-deadline" }),
+      el("div", { class: "directive-actions" }, actions),
+    ),
+  );
+  item.classList.toggle("is-pending", !acknowledged);
+  item.classList.toggle("is-new", page.fresh.has(directive.id) && !acknowledged);
+  item.querySelector("button.ack")?.addEventListener("click", () => acknowledge(directive.id));
+  return item;
+}
+
+function renderDirectives() {
+  const sorted = [...page.directives.values()].sort((a, b) => {
+    const pending = Number(myState(b) !== ACKNOWLEDGED) - Number(myState(a) !== ACKNOWLEDGED);
+    return pending || new Date(b.created_at) - new Date(a.created_at) || b.id - a.id;
+  });
+  $("directives").replaceChildren(...sorted.map(renderDirective));
+  $("directives-empty").hidden = sorted.length > 0;
+
+  const pending = sorted.filter((directive) => myState(directive) !== ACKNOWLEDGED).length;
+  const badge = $("pending-count");
+  badge.hidden = pending === 0;
+  badge.textContent = `${pending} to acknowledge 待确认`;
+  document.title = pending ? `(${pending}) ${BASE_TITLE}` : BASE_TITLE;
+  refreshDeadlines();
+}
+
+function refreshDeadlines() {
+  for (const item of document.querySelectorAll("#directives .directive")) {
+    const label = item.querySelector(".directive-deadline");
+    const remaining = secondsUntil(item.dataset.deadline);
+    if (remaining === null) {
+      label.textContent = "";
+      continue;
+    }
+    const acknowledged = item.dataset.state === ACKNOWLEDGED;
+    const overdue = !acknowledged && remaining < 0;
+    if (acknowledged) label.textContent = `deadline ${formatTime(item.dataset.deadline)}`;
+    else if (overdue) label.textContent = `overdue 已超时 (deadline ${formatTime(item.dataset.deadline)})`;
+    else label.textContent = `acknowledge within ${formatDuration(remaining)} 剩余`;
+    item.classList.toggle("is-overdue", overdue);
+  }
+}
+
+/** Make a new directive hard to miss: highlight, vibration, scroll into view. */
+function announce(directive) {
+  page.fresh.add(directive.id);
+  if (typeof navigator.vibrate === "function") {
+    try {
+      navigator.vibrate(VIBRATION_PATTERN);
+    } catch {
+      // some browsers refuse without a recent user gesture; the highlight remains
+    }
+  }
+  requestAnimationFrame(() => {
+    document.querySelector(`#directives .directive[data-directive-id="${directive.id}"]`)?.scrollIntoView({
+      behavior: "smooth",
+      block: "nearest",
+    });
+  });
+}
+
+function upsertDirective(directive, { announceNew = false } = {}) {
+  const isNew = !page.directives.has(directive.id);
+  page.directives.set(directive.id, directive);
+  if (myState(directive) === ACKNOWLEDGED) {
+    page.fresh.delete(directive.id);
+    page.acking.delete(directive.id);
+  }
+  if (announceNew && isNew && myState(directive) !== ACKNOWLEDGED) announce(directive);
+  renderDirectives();
+}
+
+/** Mark our own target acknowledged locally, after the websocket took the ack. */
+function markAcknowledged(directiveId) {
+  const directive = page.directives.get(directiveId);
+  if (!directive) return;
+  const now = new Date().toISOString();
+  const targets = (directive.targets || []).map((target) =>
+    target.person && target.person.id === page.user.id
+      ? { ...target, state: ACKNOWLEDGED, acknowledged_at: target.acknowledged_at || now }
+      : target,
+  );
+  upsertDirective({ ...directive, targets });
+}
+
+async function acknowledge(directiveId) {
+  page.acking.add(directiveId);
+  renderDirectives();
+  if (page.events && page.events.send({ type: "ack", directive_id: directiveId })) {
+    markAcknowledged(directiveId);
+    return;
+  }
+  try {
+    const directive = await api(`/api/directives/${directiveId}/ack`, { method: "POST" });
+    page.acking.delete(directiveId);
+    upsertDirective(directive);
+  } catch (error) {
+    page.acking.delete(directiveId);
+    renderDirectives();
+    showMessage(`Acknowledgement not sent: ${errorText(error)} 确认失败`);
+  }
+}
+
+async function loadDirectives() {
+  const directives = await api("/api/directives");
+  for (const directive of directives) page.directives.set(directive.id, directive);
+  renderDirectives();
+}
+
+// ---- websocket ------------------------------------------------------------
+
+function onEvent(message) {
+  switch (message.type) {
+    case "directive":
+      upsertDirective(message.directive, { announceNew: true });
+      break;
+    case "directive_update":
+      upsertDirective(message.directive);
+      break;
+    case "error":
+      showMessage(`Server: ${message.message}`);
+      break;
+    default:
+      break;
+  }
+}
+
+function onStatus(status, info) {
+  showConnectionStatus(status, info);
+  if (status === "connected") {
+    if (page.wasConnected) {
+      loadDirectives().catch((error) => showMessage(`Directives: ${errorText(error)}`));
+    }
+    page.wasConnected = true;
+  }
+}
+
+// ---- lifecycle ------------------------------------------------------------
+
+function start(user) {
+  if (page.user && page.user.id !== user.id) page.publisher.stop(); // someone else signed in
+  page.user = user;
+  showView(user);
+  page.events = connectEvents(onEvent, onStatus);
+  loadDirectives().catch((error) => showMessage(`Directives: ${errorText(error)}`));
+  clearInterval(page.ticker);
+  page.ticker = setInterval(refreshDeadlines, 1000);
+}
+
+/** Drop the session's live parts (websocket, directives) but leave the camera alone. */
+function suspend() {
+  page.events?.close();
+  page.events = null;
+  page.wasConnected = false;
+  clearInterval(page.ticker);
+  page.directives.clear();
+  page.fresh.clear();
+  page.acking.clear();
+  renderDirectives();
+}
+
+function stop() {
+  page.publisher.stop();
+  suspend();
+  page.user = null;
+}
+
+function init() {
+  page.publisher = new Publisher($("preview"), showStreamState);
+  showStreamState(StreamState.IDLE);
+  bindLoginForm(start);
+
+  $("start-stream").addEventListener("click", () => {
+    clearMessage();
+    page.publisher.start();
+  });
+  $("stop-stream").addEventListener("click", () => page.publisher.stop());
+  $("logout").addEventListener("click", () => {
+    stop();
+    logout();
+    clearMessage();
+    showView(null);
+  });
+  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
+    if (!page.user) return;
+    // An expired token must not cut a running stream: it holds its own grant. Keep the camera
+    // card on screen (with its Stop button) under the login form.
+    suspend();
+    showView(null);
+    $("app-view").hidden = !page.publisher.wanted;
+    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
+  });
+  // Closing the page ends the WHIP session (DELETE with keepalive).
+  window.addEventListener("pagehide", () => page.publisher.stop());
+
+  if (isLoggedIn()) start(getUser());
+  else showView(null);
+}
+
+init();

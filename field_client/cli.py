@@ -1,0 +1,141 @@
+"""``zhihui-officer``: stream from the field and take directives (R1, R4, R9)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from field_client.dispatch import DispatchClient, DispatchError
+from field_client.sources import open_source
+from field_client.whip import WhipError, WhipPublisher
+
+app = typer.Typer(help="Zhihui field client: publish live video and audio, receive directives.")
+console = Console(highlight=False)
+
+
+class Officer:
+    """Shows directives as they arrive and acknowledges them (at once with ``auto_ack``)."""
+
+    def __init__(self, client: DispatchClient, auto_ack: bool) -> None:
+        self.client = client
+        self.auto_ack = auto_ack
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.acknowledged: set[int] = set()
+
+    async def on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "ready":
+            console.print(f"[green]Connected to dispatch as {message['user']['display_name']}[/green]")
+        elif kind == "directive":
+            directive = message["directive"]
+            if directive["id"] in self.pending or directive["id"] in self.acknowledged:
+                return
+            self.pending[directive["id"]] = directive
+            console.print(
+                f"\n[bold yellow]DIRECTIVE 指令 #{directive['id']}[/bold yellow] from "
+                f"{directive['issuer']['display_name']}: [bold]{directive['text']}[/bold] "
+                f"(acknowledge by {directive['deadline']})"
+            )
+            if self.auto_ack:
+                await self.acknowledge(directive["id"])
+            else:
+                console.print("Press Enter to acknowledge 确认.")
+        elif kind == "error":
+            console.print(f"[red]Dispatch: {message.get('message')}[/red]")
+
+    async def acknowledge(self, directive_id: int | None = None) -> None:
+        if directive_id is None:
+            if not self.pending:
+                console.print("Nothing to acknowledge.")
+                return
+            directive_id = min(self.pending)
+        await self.client.acknowledge(directive_id)
+        self.pending.pop(directive_id, None)
+        self.acknowledged.add(directive_id)
+        console.print(f"[green]Acknowledged directive #{directive_id}[/green]")
+
+
+async def _keyboard(officer: Officer) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        await officer.acknowledge()
+
+
+async def run(
+    server: str,
+    username: str,
+    password: str,
+    source: str,
+    device: str,
+    duration: float | None,
+    auto_ack: bool,
+    ice_hosts: list[str],
+) -> None:
+    client = DispatchClient(server)
+    publisher: WhipPublisher | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        user = await client.login(username, password)
+        grant = await client.publish_grant(device)
+        video, audio = open_source(source, label=user["display_name"].split(" ")[0])
+        publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=ice_hosts)
+        await publisher.start(video, audio)
+        console.print(f"[green]Publishing[/green] stream {grant.stream_id} from {source}")
+        officer = Officer(client, auto_ack)
+        tasks.append(asyncio.create_task(client.listen(officer.on_message)))
+        if not auto_ack and sys.stdin.isatty():
+            tasks.append(asyncio.create_task(_keyboard(officer)))
+        if duration is None:
+            await asyncio.Event().wait()
+        else:
+            await asyncio.sleep(duration)
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if publisher is not None:
+            await publisher.stop()
+        await client.close()
+
+
+@app.command()
+def main(
+    server: Annotated[str, typer.Option(help="Dispatch server URL.")] = "http://127.0.0.1:8000",
+    username: Annotated[str, typer.Option(prompt=True, help="Officer username.")] = ...,  # type: ignore[assignment]
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, envvar="ZHIHUI_OFFICER_PASSWORD", help="Password.")
+    ] = ...,  # type: ignore[assignment]
+    source: Annotated[
+        str, typer.Option(help="'pattern' (moving test pattern + tone), 'camera[:N]' (OpenCV) or a video file.")
+    ] = "pattern",
+    device: Annotated[str, typer.Option(help="Device name shown on the wall.")] = "bodycam",
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    auto_ack: Annotated[bool, typer.Option(help="Acknowledge directives as soon as they arrive.")] = False,
+    ice_host: Annotated[
+        list[str] | None, typer.Option(help="Only offer ICE candidates on this local address (repeatable).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Log details.")] = False,
+) -> None:
+    """Sign in, publish over WHIP, and show directives until stopped (Ctrl+C)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    try:
+        asyncio.run(run(server, username, password, source, device, duration, auto_ack, ice_host or []))
+    except (DispatchError, WhipError, ValueError, RuntimeError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+
+
+if __name__ == "__main__":
+    app()
