@@ -1,6 +1,7 @@
 // WHIP publishing and WHEP viewing against the Zhihui media relay (docs/api.md, "Media relay").
 
 const ICE_GATHERING_CAP_MS = 2000;
+const DELETE_CAP_MS = 2000;
 
 /** A signaling failure; `message` carries the relay's own text when it sent one. */
 export class RtcError extends Error {
@@ -75,29 +76,41 @@ async function negotiate(pc, endpointUrl, grant, label) {
   return location ? new URL(location, endpoint).href : null;
 }
 
-/** The handle returned by publish() and view(): `stop()` closes the pc and ends the session. */
+/** The handle returned by publish() and view(): `stop()` ends the session and closes the pc. */
 function session(pc, sessionUrl, grant) {
   let stopped = false;
   return {
     pc,
     sessionUrl,
-    /** Close the connection and DELETE the relay session; safe to call more than once. */
+    /**
+     * DELETE the relay session, then close the connection; safe to call more than once.
+     * The DELETE goes first: closing the pc first would let the relay end the session by itself
+     * and answer our DELETE with 404. The pc is closed at the latest DELETE_CAP_MS later.
+     */
     async stop() {
       if (stopped) return;
       stopped = true;
-      pc.close();
-      if (!sessionUrl) return;
+      if (!sessionUrl) {
+        pc.close();
+        return;
+      }
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(), DELETE_CAP_MS);
       try {
         const response = await fetch(sessionUrl, {
           method: "DELETE",
           headers: { Authorization: `Bearer ${grant}` },
           keepalive: true, // lets the DELETE outlive a page being closed
+          signal: abort.signal,
         });
         if (!response.ok && response.status !== 404) {
           console.warn("relay session DELETE failed:", await errorText(response));
         }
       } catch (error) {
         console.warn("relay session DELETE failed:", error.message);
+      } finally {
+        clearTimeout(timer);
+        pc.close();
       }
     },
   };

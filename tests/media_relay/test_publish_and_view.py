@@ -1,0 +1,152 @@
+"""R1, R2, R3: an officer publishes over WHIP, a viewer watches over WHEP, everything is recorded.
+
+Real parts only: the ``zhihui up`` process, aiortc peers on loopback, PyAV reading the archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+
+from field_client.dispatch import DispatchClient
+from field_client.sources import TestPatternTrack, ToneTrack
+from field_client.whep import WhepViewer
+from field_client.whip import WhipPublisher
+from media_relay.recording.manifest import GENESIS_HASH, line_hash, sha256_file
+from tests.conftest import ApiClient
+from tests.support import LOOPBACK, ZhihuiProcess
+
+LOOP = [LOOPBACK]
+
+
+async def _publish(zhihui: ZhihuiProcess, fps: float = 15) -> tuple[DispatchClient, WhipPublisher, TestPatternTrack, str]:
+    client = DispatchClient(zhihui.base_url)
+    await client.login("officer1", zhihui.credentials["officer1"])
+    grant = await client.publish_grant("bodycam")
+    video = TestPatternTrack(width=320, height=240, fps=fps)
+    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=LOOP)
+    await publisher.start(video, ToneTrack())
+    return client, publisher, video, grant.stream_id
+
+
+async def _wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _stream_folder(zhihui: ZhihuiProcess, stream_id: str) -> Path:
+    folders = list(zhihui.recordings.glob(f"*/*/*/{stream_id}"))
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def _decoded_video_frames(folder: Path) -> int:
+    total = 0
+    for segment in sorted(folder.glob("*.mkv")):
+        with av.open(str(segment)) as container:
+            total += sum(1 for _ in container.decode(video=0))
+    return total
+
+
+async def test_published_stream_is_listed_viewed_without_transcoding_and_recorded(
+    zhihui: ZhihuiProcess, commander: ApiClient
+) -> None:
+    client, publisher, video, stream_id = await _publish(zhihui)
+    try:
+        await _wait_for(
+            lambda: any(s["stream_id"] == stream_id for s in commander.http.get("/api/streams").json())
+        )
+        listed = next(s for s in commander.http.get("/api/streams").json() if s["stream_id"] == stream_id)
+        assert listed["officer"]["username"] == "officer1"
+        assert listed["video_codec"] == "vp8" and listed["audio_codec"] == "opus"
+
+        grant = commander.http.post("/api/grants/view", json={"stream_ids": [stream_id]}).json()
+        viewer = WhepViewer(zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP)
+        await viewer.start()
+        await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
+        await asyncio.sleep(3)
+        received = viewer.frames["video"]
+        # 3 s at 15 fps after the first frame; allow for start-up and scheduling on a busy machine.
+        assert received >= 30, viewer.frames
+        assert viewer.frames["audio"] > 50
+        picture = viewer.last_video_frame.to_ndarray(format="rgb24")
+        assert picture.shape == (240, 320, 3)
+        assert picture.std() > 20  # colour bars, not a blank picture
+
+        relay = {s["stream_id"]: s for s in (await client._http.get("/relay/streams")).json()}
+        assert relay[stream_id]["viewers"] == 1
+        await viewer.stop()
+    finally:
+        await publisher.stop()
+        await client.close()
+    sent = video.frames_sent
+
+    # The stream goes down on the wall ...
+    await _wait_for(
+        lambda: all(s["stream_id"] != stream_id for s in commander.http.get("/api/streams").json())
+    )
+    # ... and its recording holds every frame that was sent, within a few at the edges (R2).
+    folder = _stream_folder(zhihui, stream_id)
+    await _wait_for(lambda: (folder / "manifest.jsonl").exists())
+    recorded = _decoded_video_frames(folder)
+    assert sent - 5 <= recorded <= sent, (sent, recorded)
+
+    lines = (folder / "manifest.jsonl").read_bytes().splitlines()
+    previous = GENESIS_HASH
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["prev"] == previous
+        previous = line_hash(line)
+        if entry["type"] == "segment":
+            assert sha256_file(folder / entry["file"]) == entry["sha256"]
+    assert sum(json.loads(line)["frames"]["video"] for line in lines) == recorded
+
+
+async def test_new_viewer_starts_on_a_keyframe_requested_from_the_publisher(
+    zhihui: ZhihuiProcess, commander: ApiClient
+) -> None:
+    client, publisher, _video, stream_id = await _publish(zhihui)
+    try:
+        await asyncio.sleep(2.5)  # well past the publisher's first keyframe
+        grant = commander.http.post("/api/grants/view", json={"stream_ids": [stream_id]}).json()
+        viewer = WhepViewer(zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP)
+        started = asyncio.get_running_loop().time()
+        await viewer.start()
+        await asyncio.wait_for(viewer.first_video_frame.wait(), 5)
+        # aiortc's publisher sends a keyframe only when asked: a prompt first frame proves the PLI.
+        assert asyncio.get_running_loop().time() - started < 3
+        frame = viewer.last_video_frame.to_ndarray(format="rgb24")
+        assert np.asarray(frame).std() > 20
+        await viewer.stop()
+    finally:
+        await publisher.stop()
+        await client.close()
+
+
+async def test_publisher_reconnecting_with_the_same_grant_continues_the_stream_with_a_gap(
+    zhihui: ZhihuiProcess,
+) -> None:
+    client = DispatchClient(zhihui.base_url)
+    await client.login("officer2", zhihui.credentials["officer2"])
+    grant = await client.publish_grant("phone")
+    try:
+        for _ in range(2):
+            publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=LOOP)
+            await publisher.start(TestPatternTrack(width=320, height=240), ToneTrack())
+            await asyncio.sleep(2)
+            await publisher.stop()
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+    folder = _stream_folder(zhihui, grant.stream_id)
+    entries = [json.loads(line) for line in (folder / "manifest.jsonl").read_bytes().splitlines()]
+    assert [e["type"] for e in entries] == ["segment", "gap", "segment"]
+    assert entries[1]["reason"] == "publisher reconnected"
+    assert entries[1]["started_at"] <= entries[1]["ended_at"]

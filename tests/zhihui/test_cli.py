@@ -1,0 +1,60 @@
+"""``zhihui up``: embedded defaults, no built-in password, URLs printed (issue 2, R17, R18)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.support import login, running_zhihui
+
+
+def test_first_start_creates_an_admin_with_a_password_shown_once(workdir: Path) -> None:
+    with running_zhihui(workdir) as first:
+        assert first.admin_password and len(first.admin_password) >= 12
+        output = first.log()
+        for page in ("/wall", "/officer", "/api/docs"):
+            assert f"{first.base_url}{page}" in output
+        assert login(first.base_url, "admin", first.admin_password)["user"]["role"] == "admin"  # type: ignore[index]
+        assert first.credentials == {}  # no demo accounts without --demo
+    assert (workdir / "var" / "zhihui.db").exists()
+    assert (workdir / "recordings").is_dir()
+
+    with running_zhihui(workdir) as second:
+        assert second.admin_password is None
+        assert "admin" not in second.log().split("Recordings")[1].split("INFO")[0]
+        refused = httpx.post(
+            f"{second.base_url}/api/auth/login", json={"username": "admin", "password": "admin"}
+        )
+        assert refused.status_code == 401
+        assert login(second.base_url, "admin", first.admin_password)
+
+
+def test_demo_creates_a_commander_and_two_officers_with_fresh_passwords(workdir: Path) -> None:
+    with running_zhihui(workdir, "--demo") as first:
+        assert set(first.credentials) == {"commander", "officer1", "officer2"}
+        roles = {name: login(first.base_url, name, pw)["user"]["role"] for name, pw in first.credentials.items()}  # type: ignore[index]
+        assert roles == {"commander": "commander", "officer1": "field_officer", "officer2": "field_officer"}
+    with running_zhihui(workdir, "--demo") as second:
+        assert second.credentials["commander"] != first.credentials["commander"]
+        refused = httpx.post(
+            f"{second.base_url}/api/auth/login",
+            json={"username": "commander", "password": first.credentials["commander"]},
+        )
+        assert refused.status_code == 401
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(workdir: Path) -> None:
+    with running_zhihui(workdir, "--demo") as zhihui:
+        wrong = httpx.post(f"{zhihui.base_url}/api/auth/login", json={"username": "commander", "password": "nope"})
+        unknown = httpx.post(f"{zhihui.base_url}/api/auth/login", json={"username": "ghost", "password": "nope"})
+        assert wrong.status_code == unknown.status_code == 401
+        assert wrong.json() == unknown.json() == {"detail": "invalid username or password"}
+
+
+def test_pages_and_api_docs_are_served(workdir: Path) -> None:
+    with running_zhihui(workdir) as zhihui:
+        for path, marker in (("/wall", "wall"), ("/officer", "officer"), ("/", "Zhihui"), ("/api/docs", "swagger")):
+            response = httpx.get(zhihui.base_url + path)
+            assert response.status_code == 200, path
+            assert marker.lower() in response.text.lower(), path
