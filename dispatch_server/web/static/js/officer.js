@@ -1,6 +1,7 @@
 // The field officer's mobile page: stream the camera, receive and acknowledge directives.
 
 import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { mergeDirective, newestFirst, targetFor, TargetState } from "./directives.js";
 import { Publisher, StreamState } from "./publisher.js";
 import {
   bindLoginForm,
@@ -15,7 +16,9 @@ import {
   showView,
 } from "./ui.js";
 
-const ACKNOWLEDGED = "acknowledged";
+const ACKNOWLEDGED = TargetState.ACKNOWLEDGED;
+/** An ack sent over the websocket not confirmed by the server within this is sent again by POST. */
+const ACK_CONFIRM_MS = 5000;
 const VIBRATION_PATTERN = [300, 150, 300];
 const BASE_TITLE = document.title;
 
@@ -28,7 +31,8 @@ const page = {
   publisher: null,
   directives: new Map(), // directive id -> directive
   fresh: new Set(), // ids that arrived while the page was open and are not acknowledged yet
-  acking: new Set(), // ids with an acknowledgement on its way
+  acking: new Set(), // ids whose POST .../ack is on its way (button disabled)
+  sentAcks: new Map(), // id -> {at, timer}: acks taken by the websocket, shown as done until confirmed
   ticker: null,
 };
 
@@ -49,26 +53,31 @@ function showStreamState(state, detail) {
 
 /** This officer's entry in a directive's targets. */
 function myTarget(directive) {
-  return (directive.targets || []).find((target) => target.person && target.person.id === page.user.id) || null;
+  return targetFor(directive, page.user.id);
 }
 
+/** Our state, counting an ack the websocket took that the server has not echoed yet. */
 function myState(directive) {
+  if (page.sentAcks.has(directive.id)) return ACKNOWLEDGED;
   const target = myTarget(directive);
-  return target ? target.state : "sent";
+  return target ? target.state : TargetState.SENT;
+}
+
+function myAckTime(directive) {
+  const target = myTarget(directive);
+  return (target && target.acknowledged_at) || page.sentAcks.get(directive.id)?.at || null;
 }
 
 function renderDirective(directive) {
   const state = myState(directive);
-  const target = myTarget(directive);
+  const ackTime = myAckTime(directive);
   const issuer = directive.issuer || {};
   const acknowledged = state === ACKNOWLEDGED;
 
   const actions = acknowledged
     ? [
         el("span", { class: "state state-acknowledged" }, ACKNOWLEDGED),
-        target && target.acknowledged_at
-          ? el("time", { class: "ack-time", datetime: target.acknowledged_at }, `at ${formatTime(target.acknowledged_at)}`)
-          : null,
+        ackTime ? el("time", { class: "ack-time", datetime: ackTime }, `at ${formatTime(ackTime)}`) : null,
       ]
     : [
         el("span", { class: `state state-${state}` }, state),
@@ -109,7 +118,7 @@ function renderDirective(directive) {
 function renderDirectives() {
   const sorted = [...page.directives.values()].sort((a, b) => {
     const pending = Number(myState(b) !== ACKNOWLEDGED) - Number(myState(a) !== ACKNOWLEDGED);
-    return pending || new Date(b.created_at) - new Date(a.created_at) || b.id - a.id;
+    return pending || newestFirst(a, b);
   });
   $("directives").replaceChildren(...sorted.map(renderDirective));
   $("directives-empty").hidden = sorted.length > 0;
@@ -159,49 +168,63 @@ function announce(directive) {
 
 function upsertDirective(directive, { announceNew = false } = {}) {
   const isNew = !page.directives.has(directive.id);
-  page.directives.set(directive.id, directive);
-  if (myState(directive) === ACKNOWLEDGED) {
+  const merged = mergeDirective(page.directives.get(directive.id), directive);
+  page.directives.set(directive.id, merged);
+  const target = myTarget(merged);
+  if (target && target.state === ACKNOWLEDGED) {
+    settleSentAck(directive.id); // the server has it: our own ack is confirmed
     page.fresh.delete(directive.id);
-    page.acking.delete(directive.id);
   }
-  if (announceNew && isNew && myState(directive) !== ACKNOWLEDGED) announce(directive);
+  if (announceNew && isNew && myState(merged) !== ACKNOWLEDGED) announce(merged);
   renderDirectives();
 }
 
-/** Mark our own target acknowledged locally, after the websocket took the ack. */
-function markAcknowledged(directiveId) {
-  const directive = page.directives.get(directiveId);
-  if (!directive) return;
-  const now = new Date().toISOString();
-  const targets = (directive.targets || []).map((target) =>
-    target.person && target.person.id === page.user.id
-      ? { ...target, state: ACKNOWLEDGED, acknowledged_at: target.acknowledged_at || now }
-      : target,
-  );
-  upsertDirective({ ...directive, targets });
+function settleSentAck(directiveId) {
+  const sent = page.sentAcks.get(directiveId);
+  if (sent) clearTimeout(sent.timer);
+  page.sentAcks.delete(directiveId);
 }
 
+/**
+ * Acknowledge over the websocket when it is up (shown as done at once, then confirmed by the
+ * server's echo or, failing that, by POST after ACK_CONFIRM_MS); by POST when it is down.
+ */
 async function acknowledge(directiveId) {
-  page.acking.add(directiveId);
-  renderDirectives();
+  if (page.sentAcks.has(directiveId) || page.acking.has(directiveId)) return;
+  page.fresh.delete(directiveId);
   if (page.events && page.events.send({ type: "ack", directive_id: directiveId })) {
-    markAcknowledged(directiveId);
+    const timer = setTimeout(() => acknowledgeByPost(directiveId), ACK_CONFIRM_MS);
+    page.sentAcks.set(directiveId, { at: new Date().toISOString(), timer });
+    renderDirectives();
     return;
   }
+  await acknowledgeByPost(directiveId);
+}
+
+/** POST /api/directives/{id}/ack (idempotent); on failure the Acknowledge button comes back. */
+async function acknowledgeByPost(directiveId) {
+  page.acking.add(directiveId);
+  renderDirectives();
   try {
     const directive = await api(`/api/directives/${directiveId}/ack`, { method: "POST" });
     page.acking.delete(directiveId);
+    settleSentAck(directiveId);
     upsertDirective(directive);
   } catch (error) {
     page.acking.delete(directiveId);
-    renderDirectives();
-    showMessage(`Acknowledgement not sent: ${errorText(error)} 确认失败`);
+    settleSentAck(directiveId);
+    if (page.user) {
+      renderDirectives();
+      showMessage(`Acknowledgement not sent: ${errorText(error)} 确认失败`);
+    }
   }
 }
 
 async function loadDirectives() {
   const directives = await api("/api/directives");
-  for (const directive of directives) page.directives.set(directive.id, directive);
+  for (const directive of directives) {
+    page.directives.set(directive.id, mergeDirective(page.directives.get(directive.id), directive));
+  }
   renderDirectives();
 }
 
@@ -217,6 +240,11 @@ function onEvent(message) {
       break;
     case "error":
       showMessage(`Server: ${message.message}`);
+      // The error may be about an ack we sent: let POST settle those now, with its own answer.
+      for (const directiveId of [...page.sentAcks.keys()]) {
+        settleSentAck(directiveId);
+        acknowledgeByPost(directiveId);
+      }
       break;
     default:
       break;
@@ -254,6 +282,7 @@ function suspend() {
   page.directives.clear();
   page.fresh.clear();
   page.acking.clear();
+  for (const directiveId of [...page.sentAcks.keys()]) settleSentAck(directiveId);
   renderDirectives();
 }
 

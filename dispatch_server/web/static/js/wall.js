@@ -1,6 +1,7 @@
 // The command room's video wall: live stream tiles and the directive panel.
 
 import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { mergeDirective, newestFirst, TargetState } from "./directives.js";
 import { StreamTile } from "./stream_tile.js";
 import {
   bindLoginForm,
@@ -122,8 +123,8 @@ function schedulePeopleRefresh() {
 function renderTarget(target) {
   const person = target.person || {};
   let when = "";
-  if (target.state === "acknowledged" && target.acknowledged_at) when = `at ${formatTime(target.acknowledged_at)}`;
-  else if (target.state === "delivered" && target.delivered_at) when = `at ${formatTime(target.delivered_at)}`;
+  if (target.state === TargetState.ACKNOWLEDGED && target.acknowledged_at) when = `at ${formatTime(target.acknowledged_at)}`;
+  else if (target.state === TargetState.DELIVERED && target.delivered_at) when = `at ${formatTime(target.delivered_at)}`;
   return el(
     "li",
     { class: "target", dataset: { personId: person.id, state: target.state } },
@@ -153,18 +154,16 @@ function renderDirective(directive) {
 }
 
 function renderDirectives() {
-  const sorted = [...page.directives.values()].sort(
-    (a, b) => new Date(b.created_at) - new Date(a.created_at) || b.id - a.id,
-  );
+  const sorted = [...page.directives.values()].sort(newestFirst);
   $("directive-list").replaceChildren(...sorted.slice(0, DIRECTIVES_SHOWN).map(renderDirective));
   $("directive-empty").hidden = sorted.length > 0;
   page.changedDirectiveId = null;
   refreshDeadlines();
 }
 
-function upsertDirective(directive, { highlight = true } = {}) {
-  page.directives.set(directive.id, directive);
-  if (highlight) page.changedDirectiveId = directive.id;
+function upsertDirective(directive) {
+  page.directives.set(directive.id, mergeDirective(page.directives.get(directive.id), directive));
+  page.changedDirectiveId = directive.id;
   renderDirectives();
 }
 
@@ -189,8 +188,9 @@ function refreshDeadlines() {
 
 async function loadDirectives() {
   const directives = await api("/api/directives");
-  page.directives.clear();
-  for (const directive of directives) page.directives.set(directive.id, directive);
+  for (const directive of directives) {
+    page.directives.set(directive.id, mergeDirective(page.directives.get(directive.id), directive));
+  }
   renderDirectives();
 }
 

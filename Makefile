@@ -1,0 +1,32 @@
+# Zhihui: two commands matter.
+#   make run   installs what is needed and starts Zhihui on its embedded defaults (with demo users)
+#   make test  installs what is needed (Chromium included) and runs the whole test suite
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install bench clean
+
+$(STAMP): pyproject.toml
+	scripts/install-system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/zhihui up --demo
+
+test: $(STAMP)
+	scripts/install-system-deps --browser
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/relay_load.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
