@@ -23,6 +23,8 @@ run: $(STAMP)
 
 test: $(STAMP)
 	scripts/install-system-deps --browser
+	$(BIN)/ruff check .
+	$(BIN)/mypy dispatch_server media_relay field_client zhihui
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -1,11 +1,11 @@
 """The domain's errors, and how the HTTP layer shows them.
 
-    DomainError
-     ├── NotFound        404  something named does not exist (or is not yours to see)
-     ├── Forbidden       403  the person may not do this
-     ├── Unauthorized    401  no valid credentials
-     ├── Invalid         422  the request breaks a rule
-     └── Conflict        409  the request clashes with the current state
+DomainError
+ ├── NotFound        404  something named does not exist (or is not yours to see)
+ ├── Forbidden       403  the person may not do this
+ ├── Unauthorized    401  no valid credentials
+ ├── Invalid         422  the request breaks a rule
+ └── Conflict        409  the request clashes with the current state
 """
 
 from __future__ import annotations
@@ -66,4 +66,6 @@ def install(app: FastAPI) -> None:
 def jsonable(errors: object) -> object:
     from fastapi.encoders import jsonable_encoder
 
-    return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode(errors="replace")})
+    return jsonable_encoder(
+        errors, custom_encoder={Exception: str, bytes: lambda b: b.decode(errors="replace")}
+    )

@@ -116,7 +116,8 @@ def main(
         str, typer.Option(prompt=True, hide_input=True, envvar="ZHIHUI_OFFICER_PASSWORD", help="Password.")
     ] = ...,  # type: ignore[assignment]
     source: Annotated[
-        str, typer.Option(help="'pattern' (moving test pattern + tone), 'camera[:N]' (OpenCV) or a video file.")
+        str,
+        typer.Option(help="'pattern' (moving test pattern + tone), 'camera[:N]' (OpenCV) or a video file."),
     ] = "pattern",
     device: Annotated[str, typer.Option(help="Device name shown on the wall.")] = "bodycam",
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,

@@ -54,7 +54,9 @@ class DispatchClient:
         return response.json()
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
-        body = await self._request("POST", "/api/auth/login", json={"username": username, "password": password})
+        body = await self._request(
+            "POST", "/api/auth/login", json={"username": username, "password": password}
+        )
         self.token = body["access_token"]
         self.user = body["user"]
         return body["user"]

@@ -52,8 +52,8 @@ class TestPatternTrack(_PacedVideoTrack):
     __test__ = False  # not a pytest class
 
     BARS = np.array(
-        [[192, 192, 192], [0, 192, 192], [192, 192, 0], [0, 192, 0],
-         [192, 0, 192], [0, 0, 192], [192, 0, 0]], dtype=np.uint8
+        [[192, 192, 192], [0, 192, 192], [192, 192, 0], [0, 192, 0], [192, 0, 192], [0, 0, 192], [192, 0, 0]],
+        dtype=np.uint8,
     )
 
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15, label: str = "") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import av
 import httpx
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
@@ -34,7 +35,7 @@ class WhepViewer:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.session_url: str | None = None
         self.frames = {"video": 0, "audio": 0}
-        self.last_video_frame = None
+        self.last_video_frame: av.VideoFrame | None = None
         self.first_video_frame = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -62,16 +63,14 @@ class WhepViewer:
             while True:
                 frame = await track.recv()
                 self.frames[track.kind] += 1
-                if track.kind == "video":
+                if isinstance(frame, av.VideoFrame):
                     self.last_video_frame = frame
                     self.first_video_frame.set()
 
     async def stop(self) -> None:
         if self.session_url is not None:
             with contextlib.suppress(httpx.HTTPError):
-                await self._http.delete(
-                    self.session_url, headers={"Authorization": f"Bearer {self._grant}"}
-                )
+                await self._http.delete(self.session_url, headers={"Authorization": f"Bearer {self._grant}"})
             self.session_url = None
         await self.pc.close()
         for task in self._tasks:

@@ -58,9 +58,7 @@ class WhipPublisher:
     async def stop(self) -> None:
         if self.session_url is not None:
             try:
-                await self._http.delete(
-                    self.session_url, headers={"Authorization": f"Bearer {self._grant}"}
-                )
+                await self._http.delete(self.session_url, headers={"Authorization": f"Bearer {self._grant}"})
             except httpx.HTTPError:
                 pass
             self.session_url = None

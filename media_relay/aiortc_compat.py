@@ -28,8 +28,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 __all__ = [
     "AIOICE_VERSION",
     "AIORTC_VERSION",
-    "IncompatibleAiortc",
     "FrameCallback",
+    "IncompatibleAiortc",
     "check_versions",
     "request_keyframe",
     "restrict_host_addresses",
@@ -128,8 +128,9 @@ def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None
             connection = transport.transport.iceGatherer._connection
             if getattr(connection, "_zhihui_restricted", False):
                 continue
-            connection.gather_candidates = _gather_on(connection, list(addresses))
-            connection._zhihui_restricted = True
+            # Per-instance attributes: other connections keep aioice's own gathering.
+            setattr(connection, "gather_candidates", _gather_on(connection, list(addresses)))  # noqa: B010
+            setattr(connection, "_zhihui_restricted", True)  # noqa: B010
 
 
 def _gather_on(connection: aioice.Connection, addresses: list[str]) -> Callable[[], Any]:

@@ -18,9 +18,7 @@ from zhihui.settings import Settings
 __all__ = ["create_relay_app"]
 
 
-def create_relay_app(
-    settings: Settings, verifier: GrantVerifier, events: EventSink | None = None
-) -> FastAPI:
+def create_relay_app(settings: Settings, verifier: GrantVerifier, events: EventSink | None = None) -> FastAPI:
     aiortc_compat.check_versions()
     registry = StreamRegistry(relay=settings.relay, recording=settings.recording, events=events)
     settings.recording.root.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,9 @@ def up(
     from dispatch_server.app import create_app
 
     base = _settings()
-    http = base.http.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    http = base.http.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
     settings = base.model_copy(update={"http": http})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     admin_password, demo_rows = asyncio.run(_bootstrap(settings, demo))

@@ -40,7 +40,7 @@ class GrantError(Exception):
         self.forbidden = forbidden
 
 
-class GrantKind(str, enum.Enum):
+class GrantKind(enum.StrEnum):
     PUBLISH = "publish"
     VIEW = "view"
 

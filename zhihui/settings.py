@@ -35,7 +35,7 @@ __all__ = [
 DEFAULT_CONFIG_FILE = Path("config/zhihui.toml")
 
 
-class Environment(str, enum.Enum):
+class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
 
@@ -101,7 +101,9 @@ class RelaySettings(_Section):
 
 class RecordingSettings(_Section):
     root: Path = Field(Path("recordings"), description="Archive root.")
-    segment_seconds: float = Field(10.0, gt=0, description="Cut a new segment on the first keyframe after this.")
+    segment_seconds: float = Field(
+        10.0, gt=0, description="Cut a new segment on the first keyframe after this."
+    )
 
 
 class Settings(BaseSettings):
@@ -113,14 +115,12 @@ class Settings(BaseSettings):
 
     environment: Environment = Environment.DEVELOPMENT
     data_dir: Path = Field(Path("var"), description="Where the SQLite database and generated keys live.")
-    database_url: str | None = Field(
-        None, description="SQLAlchemy async URL. Unset: SQLite in data_dir."
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy async URL. Unset: SQLite in data_dir.")
     redis_url: str | None = Field(None, description="Redis for the bus across processes. Unset: in-process.")
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    auth: AuthSettings = Field(default_factory=AuthSettings)
-    relay: RelaySettings = Field(default_factory=RelaySettings)
-    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    http: HttpSettings = HttpSettings()
+    auth: AuthSettings = AuthSettings()
+    relay: RelaySettings = RelaySettings()
+    recording: RecordingSettings = RecordingSettings()
 
     @field_validator("database_url")
     @classmethod

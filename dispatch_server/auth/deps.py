@@ -11,10 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.context import Context
 from dispatch_server.errors import Forbidden, Unauthorized
-from dispatch_server.people import service as people
 from dispatch_server.people.models import Person, Role
 
-__all__ = ["CurrentUser", "DbSession", "Ctx", "require_roles"]
+__all__ = ["Ctx", "CurrentUser", "DbSession", "require_roles"]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
 

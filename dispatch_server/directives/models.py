@@ -3,14 +3,14 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Enum, ForeignKey, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dispatch_server.db import Base, UtcDateTime, utcnow
 from dispatch_server.people.models import Person
 
 
-class TargetState(str, enum.Enum):
+class TargetState(enum.StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     ACKNOWLEDGED = "acknowledged"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.db import utcnow
@@ -95,7 +96,7 @@ async def _transition(
 ) -> bool:
     """Move one target's state with a single conditional UPDATE, so that concurrent deliveries
     and acknowledgements never overwrite each other. True if a row changed."""
-    result = await db_session.execute(
+    result: CursorResult[Any] = await db_session.execute(  # type: ignore[assignment]
         update(DirectiveTarget)
         .where(
             DirectiveTarget.directive_id == directive_id,
@@ -134,7 +135,9 @@ async def acknowledge(
         "acknowledged_at": now,
         "delivered_at": func.coalesce(DirectiveTarget.delivered_at, now),
     }
-    changed = await _transition(db_session, directive_id, person_id, values, from_states=(TargetState.SENT, TargetState.DELIVERED))
+    changed = await _transition(
+        db_session, directive_id, person_id, values, from_states=(TargetState.SENT, TargetState.DELIVERED)
+    )
     return await get(db_session=db_session, directive_id=directive_id), changed
 
 

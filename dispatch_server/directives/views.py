@@ -32,11 +32,15 @@ async def issue(
 
 @router.get("", response_model=list[DirectiveOut], summary="Directives I issued or received")
 async def list_directives(db_session: DbSession, user: CurrentUser) -> list[DirectiveOut]:
-    return [DirectiveOut.model_validate(d) for d in await service.list_for(db_session=db_session, person=user)]
+    return [
+        DirectiveOut.model_validate(d) for d in await service.list_for(db_session=db_session, person=user)
+    ]
 
 
 @router.post("/{directive_id}/ack", response_model=DirectiveOut, summary="Acknowledge a directive")
-async def acknowledge(directive_id: int, context: Ctx, db_session: DbSession, user: CurrentUser) -> DirectiveOut:
+async def acknowledge(
+    directive_id: int, context: Ctx, db_session: DbSession, user: CurrentUser
+) -> DirectiveOut:
     directive, changed = await service.acknowledge(
         db_session=db_session, directive_id=directive_id, person_id=user.id
     )

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dispatch_server.db import Base, UtcDateTime, utcnow
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     FIELD_OFFICER = "field_officer"
     DUTY_OFFICER = "duty_officer"
     COMMANDER = "commander"

@@ -87,7 +87,11 @@ async def ensure_first_admin(*, db_session: AsyncSession) -> str | None:
         return None
     password = random_password()
     await create(
-        db_session=db_session, username="admin", display_name="Administrator", role=Role.ADMIN, password=password
+        db_session=db_session,
+        username="admin",
+        display_name="Administrator",
+        role=Role.ADMIN,
+        password=password,
     )
     return password
 
@@ -100,7 +104,11 @@ async def ensure_demo_people(*, db_session: AsyncSession) -> list[tuple[Person, 
         person = await db_session.scalar(select(Person).where(Person.username == username))
         if person is None:
             person = await create(
-                db_session=db_session, username=username, display_name=display_name, role=role, password=password
+                db_session=db_session,
+                username=username,
+                display_name=display_name,
+                role=role,
+                password=password,
             )
         else:
             person.password_hash = hash_password(password)

@@ -43,7 +43,9 @@ class Hub:
         self._online: Counter[int] = Counter()
 
     def attach(self, connection: Connection) -> None:
-        connection._unsubscribe.append(self._bus.subscribe(person_channel(connection.person_id), connection.push))
+        connection._unsubscribe.append(
+            self._bus.subscribe(person_channel(connection.person_id), connection.push)
+        )
         if connection.watches_command:
             connection._unsubscribe.append(self._bus.subscribe(command_channel(), connection.push))
         self._online[connection.person_id] += 1

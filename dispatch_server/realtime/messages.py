@@ -96,5 +96,10 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 server_message: TypeAdapter[
-    ReadyMessage | DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage | ErrorMessage
+    ReadyMessage
+    | DirectiveMessage
+    | DirectiveUpdateMessage
+    | StreamUpMessage
+    | StreamDownMessage
+    | ErrorMessage
 ] = TypeAdapter(ServerMessage)

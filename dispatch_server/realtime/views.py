@@ -173,6 +173,8 @@ async def _write(websocket: WebSocket, context: Context, connection: Connection)
 
 async def _note_delivered(context: Context, directive_id: int, person_id: int) -> None:
     async with context.db.sessions() as db_session:
-        if await directives.mark_delivered(db_session=db_session, directive_id=directive_id, person_id=person_id):
+        if await directives.mark_delivered(
+            db_session=db_session, directive_id=directive_id, person_id=person_id
+        ):
             directive = await directives.get(db_session=db_session, directive_id=directive_id)
             await directives.announce_update(bus=context.bus, directive=directive)

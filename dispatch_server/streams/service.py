@@ -31,7 +31,9 @@ async def grant_publish(
     """A new stream for this officer and device, and the grant that may publish it."""
     if officer.role is not Role.FIELD_OFFICER:
         raise Forbidden("only field officers publish streams")
-    stream = Stream(id=f"{officer.username}-{device}-{uuid.uuid4().hex[:8]}", officer_id=officer.id, device=device)
+    stream = Stream(
+        id=f"{officer.username}-{device}-{uuid.uuid4().hex[:8]}", officer_id=officer.id, device=device
+    )
     db_session.add(stream)
     await db_session.commit()
     token, claims = signer.publish(

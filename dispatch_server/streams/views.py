@@ -46,7 +46,9 @@ async def publish_grant(
         stream_id=stream.id,
         whip_url=f"{context.settings.relay_url}/whip",
         expires_at=expires_at,
-        ice_servers=[server.model_dump(mode="json", exclude_none=True) for server in context.settings.relay.ice_servers],
+        ice_servers=[
+            server.model_dump(mode="json", exclude_none=True) for server in context.settings.relay.ice_servers
+        ],
     )
 
 
@@ -63,5 +65,7 @@ async def view_grant(body: ViewGrantIn, context: Ctx, db_session: DbSession, use
     return ViewGrantOut(
         grant=token,
         expires_at=expires_at,
-        streams=[ViewableStream(stream_id=sid, whep_url=f"{relay_url}/whep/{sid}") for sid in body.stream_ids],
+        streams=[
+            ViewableStream(stream_id=sid, whep_url=f"{relay_url}/whep/{sid}") for sid in body.stream_ids
+        ],
     )

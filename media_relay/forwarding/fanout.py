@@ -25,9 +25,7 @@ class ForwardTrack(MediaStreamTrack):
     and asks for one, so it never slows the publisher, the recording or the other viewers.
     """
 
-    def __init__(
-        self, kind: MediaKind, capacity: int, on_keyframe_needed: Callable[[], None]
-    ) -> None:
+    def __init__(self, kind: MediaKind, capacity: int, on_keyframe_needed: Callable[[], None]) -> None:
         super().__init__()
         self.kind = kind.value
         self._media_kind = kind

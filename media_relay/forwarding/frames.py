@@ -8,7 +8,7 @@ from dataclasses import dataclass
 __all__ = ["EncodedFrame", "MediaKind", "is_keyframe", "vp8_dimensions"]
 
 
-class MediaKind(str, enum.Enum):
+class MediaKind(enum.StrEnum):
     AUDIO = "audio"
     VIDEO = "video"
 
@@ -53,7 +53,7 @@ def vp8_dimensions(data: bytes) -> tuple[int, int] | None:
 
 
 def _h264_nal_types(data: bytes) -> list[int]:
-    types = []
+    types: list[int] = []
     i = 0
     n = len(data)
     while True:

@@ -87,6 +87,7 @@ class SegmentWriter:
         for track in tracks:
             if track.kind is MediaKind.VIDEO:
                 stream = self._container.add_stream(_AV_CODEC[track.codec], rate=30)
+                assert isinstance(stream, av.VideoStream)
                 stream.width = track.width
                 stream.height = track.height
                 if track.extradata:

@@ -75,9 +75,7 @@ class PublisherSession:
     def bind(self, stream: LiveStream) -> None:
         self.stream = stream
 
-    def _frame_handler(
-        self, kind: MediaKind
-    ) -> Callable[[RTCRtpCodecParameters, JitterFrame], None]:
+    def _frame_handler(self, kind: MediaKind) -> Callable[[RTCRtpCodecParameters, JitterFrame], None]:
         def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
             stream = self.stream
             if stream is None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["LiveStream", "StreamState"]
 
 
-class StreamState(str, enum.Enum):
+class StreamState(enum.StrEnum):
     LIVE = "live"
     ENDED = "ended"
 

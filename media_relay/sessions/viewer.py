@@ -51,9 +51,7 @@ class ViewerSession:
         Raises ValueError when the offer is malformed or the viewer cannot take those codecs.
         """
         for kind, codec in self.stream.codecs.items():
-            track = ForwardTrack(
-                kind, self._settings.viewer_queue_frames, self.stream.keyframes.request
-            )
+            track = ForwardTrack(kind, self._settings.viewer_queue_frames, self.stream.keyframes.request)
             transceiver = self._pc.addTransceiver(track, direction="sendonly")
             capabilities = RTCRtpSender.getCapabilities(kind.value)
             wanted = [c for c in capabilities.codecs if c.name.lower() == codec]

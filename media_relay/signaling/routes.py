@@ -7,8 +7,8 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from media_relay.signaling.sdp import OfferRejected, check_offer
 from media_relay.sessions.registry import SessionNotFound, StreamNotLive, StreamRegistry
+from media_relay.signaling.sdp import OfferRejected, check_offer
 from zhihui.grants import GrantError, GrantVerifier
 
 __all__ = ["build_router"]

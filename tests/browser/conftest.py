@@ -45,7 +45,9 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(permissions=["camera", "microphone"], viewport={"width": 1400, "height": 900})
+    context = await browser.new_context(
+        permissions=["camera", "microphone"], viewport={"width": 1400, "height": 900}
+    )
     page = await context.new_page()
     page.set_default_timeout(15000)
     errors: list[str] = []

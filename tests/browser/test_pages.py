@@ -12,8 +12,8 @@ import contextlib
 import sqlite3
 from typing import Any
 
-import numpy as np
 import cv2
+import numpy as np
 from playwright.async_api import Page
 
 from field_client.dispatch import DispatchClient
@@ -88,7 +88,8 @@ async def test_wall_plays_a_live_stream_and_shows_the_acknowledged_directive(
 
     with sqlite3.connect(zhihui.database) as db:
         row = db.execute(
-            "SELECT d.text, t.state FROM directive d JOIN directive_target t ON t.directive_id = d.id WHERE d.id = ?",
+            "SELECT d.text, t.state FROM directive d"
+            " JOIN directive_target t ON t.directive_id = d.id WHERE d.id = ?",
             (directive_id,),
         ).fetchone()
     assert row == ("Secure the entrance 控制入口", "ACKNOWLEDGED")
@@ -117,7 +118,8 @@ async def test_officer_page_publishes_the_camera_and_acknowledges_a_directive(
         await viewer.stop()
 
     response = commander.http.post(
-        "/api/directives", json={"target_ids": [officer2.id], "text": "Move to the second floor", "ack_deadline_seconds": 60}
+        "/api/directives",
+        json={"target_ids": [officer2.id], "text": "Move to the second floor", "ack_deadline_seconds": 60},
     )
     directive_id = response.json()["id"]
     card = f'#directives .directive[data-directive-id="{directive_id}"]'

@@ -30,7 +30,11 @@ class Socket:
         return socket
 
     async def next(
-        self, kind: str, timeout: float = 5, until: Callable[[dict[str, Any]], bool] | None = None, **match: Any
+        self,
+        kind: str,
+        timeout: float = 5,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+        **match: Any,
     ) -> dict[str, Any]:
         """The next message of this type (matching fields, and ``until``), skipping others."""
 
@@ -74,7 +78,11 @@ async def test_directive_round_trip_over_websockets(
     try:
         response = commander.http.post(
             "/api/directives",
-            json={"target_ids": [officer1.id], "text": "Hold the gate, wait for the bailiffs", "ack_deadline_seconds": 90},
+            json={
+                "target_ids": [officer1.id],
+                "text": "Hold the gate, wait for the bailiffs",
+                "ack_deadline_seconds": 90,
+            },
         )
         assert response.status_code == 201, response.text
         directive_id = response.json()["id"]
@@ -115,7 +123,9 @@ async def test_an_offline_officer_gets_pending_directives_on_connect(
     zhihui: ZhihuiProcess, commander: ApiClient, officer2: ApiClient
 ) -> None:
     ids = [
-        commander.http.post("/api/directives", json={"target_ids": [officer2.id], "text": f"Report in #{n}"}).json()["id"]
+        commander.http.post(
+            "/api/directives", json={"target_ids": [officer2.id], "text": f"Report in #{n}"}
+        ).json()["id"]
         for n in range(2)
     ]
     field = await Socket.open(zhihui, officer2.token)
@@ -146,7 +156,9 @@ def test_directive_to_an_unknown_officer_is_404(commander: ApiClient) -> None:
         ({"target_ids": "all", "text": "Go"}, "target_ids"),
     ],
 )
-def test_malformed_directive_is_422_with_a_message(commander: ApiClient, body: dict[str, Any], words: str) -> None:
+def test_malformed_directive_is_422_with_a_message(
+    commander: ApiClient, body: dict[str, Any], words: str
+) -> None:
     response = commander.http.post("/api/directives", json=body)
     assert response.status_code == 422
     assert words in response.json()["detail"]
@@ -157,8 +169,12 @@ def test_officers_may_not_issue_directives(officer1: ApiClient, officer2: ApiCli
     assert response.status_code == 403
 
 
-def test_acknowledging_someone_elses_directive_is_404(commander: ApiClient, officer1: ApiClient, officer2: ApiClient) -> None:
-    directive_id = commander.http.post("/api/directives", json={"target_ids": [officer1.id], "text": "Go"}).json()["id"]
+def test_acknowledging_someone_elses_directive_is_404(
+    commander: ApiClient, officer1: ApiClient, officer2: ApiClient
+) -> None:
+    directive_id = commander.http.post(
+        "/api/directives", json={"target_ids": [officer1.id], "text": "Go"}
+    ).json()["id"]
     assert officer2.http.post(f"/api/directives/{directive_id}/ack").status_code == 404
 
 
@@ -182,12 +198,15 @@ async def test_websocket_requires_auth_first(zhihui: ZhihuiProcess) -> None:
 async def test_websocket_rejects_a_foreign_origin(zhihui: ZhihuiProcess) -> None:
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(
-            zhihui.base_url.replace("http", "ws") + "/ws", origin="http://evil.example"  # type: ignore[arg-type]
+            zhihui.base_url.replace("http", "ws") + "/ws",
+            origin="http://evil.example",  # type: ignore[arg-type]
         )
     assert refused.value.response.status_code == 403
 
 
-async def test_websocket_answers_malformed_and_oversized_messages(zhihui: ZhihuiProcess, officer1: ApiClient) -> None:
+async def test_websocket_answers_malformed_and_oversized_messages(
+    zhihui: ZhihuiProcess, officer1: ApiClient
+) -> None:
     field = await Socket.open(zhihui, officer1.token, max_size=None)
     try:
         await field.ws.send("{not json")

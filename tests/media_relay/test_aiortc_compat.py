@@ -15,7 +15,7 @@ def test_installed_aiortc_matches_the_pin() -> None:
 
 def test_a_different_aiortc_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aiortc, "__version__", "1.17.0")
-    with pytest.raises(aiortc_compat.IncompatibleAiortc, match="1.16.0"):
+    with pytest.raises(aiortc_compat.IncompatibleAiortc, match=r"1\.16\.0"):
         aiortc_compat.check_versions()
 
 
@@ -38,7 +38,9 @@ async def test_host_addresses_are_restricted_per_connection_only() -> None:
     aiortc_compat.restrict_host_addresses(restricted, ["127.0.0.1"])
     await restricted.setLocalDescription(await restricted.createOffer())
     await default.setLocalDescription(await default.createOffer())
-    candidates = [line for line in restricted.localDescription.sdp.splitlines() if line.startswith("a=candidate")]
+    candidates = [
+        line for line in restricted.localDescription.sdp.splitlines() if line.startswith("a=candidate")
+    ]
     assert candidates and all(" 127.0.0.1 " in line for line in candidates)
     assert not any(" 127.0.0.1 " in line for line in default.localDescription.sdp.splitlines())
     await restricted.close()

@@ -23,7 +23,9 @@ from tests.support import LOOPBACK, ZhihuiProcess
 LOOP = [LOOPBACK]
 
 
-async def _publish(zhihui: ZhihuiProcess, fps: float = 15) -> tuple[DispatchClient, WhipPublisher, TestPatternTrack, str]:
+async def _publish(
+    zhihui: ZhihuiProcess, fps: float = 15
+) -> tuple[DispatchClient, WhipPublisher, TestPatternTrack, str]:
     client = DispatchClient(zhihui.base_url)
     await client.login("officer1", zhihui.credentials["officer1"])
     grant = await client.publish_grant("bodycam")
@@ -68,7 +70,9 @@ async def test_published_stream_is_listed_viewed_without_transcoding_and_recorde
         assert listed["video_codec"] == "vp8" and listed["audio_codec"] == "opus"
 
         grant = commander.http.post("/api/grants/view", json={"stream_ids": [stream_id]}).json()
-        viewer = WhepViewer(zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP)
+        viewer = WhepViewer(
+            zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP
+        )
         await viewer.start()
         await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
         await asyncio.sleep(3)
@@ -116,7 +120,9 @@ async def test_new_viewer_starts_on_a_keyframe_requested_from_the_publisher(
     try:
         await asyncio.sleep(2.5)  # well past the publisher's first keyframe
         grant = commander.http.post("/api/grants/view", json={"stream_ids": [stream_id]}).json()
-        viewer = WhepViewer(zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP)
+        viewer = WhepViewer(
+            zhihui.base_url + grant["streams"][0]["whep_url"], grant["grant"], host_addresses=LOOP
+        )
         started = asyncio.get_running_loop().time()
         await viewer.start()
         await asyncio.wait_for(viewer.first_video_frame.wait(), 5)

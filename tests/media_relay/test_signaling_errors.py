@@ -23,7 +23,9 @@ async def _offer() -> str:
     return sdp
 
 
-def _post(url: str, body: str | bytes, grant: str | None, content_type: str = "application/sdp") -> httpx.Response:
+def _post(
+    url: str, body: str | bytes, grant: str | None, content_type: str = "application/sdp"
+) -> httpx.Response:
     headers = {"Content-Type": content_type}
     if grant is not None:
         headers["Authorization"] = f"Bearer {grant}"
@@ -59,11 +61,15 @@ async def test_whip_with_an_expired_grant_is_401(zhihui: ZhihuiProcess) -> None:
 async def test_whip_with_a_forged_grant_is_401(zhihui: ZhihuiProcess) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    token, _ = GrantSigner(Ed25519PrivateKey.generate()).publish(person_id="3", name="x", stream_id="s", minutes=5)
+    token, _ = GrantSigner(Ed25519PrivateKey.generate()).publish(
+        person_id="3", name="x", stream_id="s", minutes=5
+    )
     _assert_clear(_post(f"{zhihui.base_url}/relay/whip", await _offer(), token), 401, "not valid")
 
 
-async def test_whip_with_a_view_grant_is_403(zhihui: ZhihuiProcess, commander: ApiClient, publish_grant: dict[str, str]) -> None:
+async def test_whip_with_a_view_grant_is_403(
+    zhihui: ZhihuiProcess, commander: ApiClient, publish_grant: dict[str, str]
+) -> None:
     view = commander.http.post("/api/grants/view", json={"stream_ids": [publish_grant["stream_id"]]}).json()
     _assert_clear(_post(f"{zhihui.base_url}/relay/whip", await _offer(), view["grant"]), 403, "grant")
 
@@ -82,18 +88,28 @@ async def test_whip_with_a_malformed_offer_is_400(
     _assert_clear(_post(f"{zhihui.base_url}/relay/whip", body, publish_grant["grant"]), 400, words)
 
 
-async def test_whip_offer_without_fingerprint_is_400(zhihui: ZhihuiProcess, publish_grant: dict[str, str]) -> None:
-    offer = "".join(line + "\r\n" for line in (await _offer()).splitlines() if not line.startswith("a=fingerprint"))
+async def test_whip_offer_without_fingerprint_is_400(
+    zhihui: ZhihuiProcess, publish_grant: dict[str, str]
+) -> None:
+    offer = "".join(
+        line + "\r\n" for line in (await _offer()).splitlines() if not line.startswith("a=fingerprint")
+    )
     _assert_clear(_post(f"{zhihui.base_url}/relay/whip", offer, publish_grant["grant"]), 400, "fingerprint")
 
 
-async def test_whip_offer_over_the_size_limit_is_413(zhihui: ZhihuiProcess, publish_grant: dict[str, str]) -> None:
+async def test_whip_offer_over_the_size_limit_is_413(
+    zhihui: ZhihuiProcess, publish_grant: dict[str, str]
+) -> None:
     body = (await _offer()) + "a=x-padding:" + "x" * (1024 * 1024) + "\r\n"
     _assert_clear(_post(f"{zhihui.base_url}/relay/whip", body, publish_grant["grant"]), 413, "larger than")
 
 
-async def test_whip_offer_of_the_wrong_type_is_415(zhihui: ZhihuiProcess, publish_grant: dict[str, str]) -> None:
-    response = _post(f"{zhihui.base_url}/relay/whip", await _offer(), publish_grant["grant"], "application/json")
+async def test_whip_offer_of_the_wrong_type_is_415(
+    zhihui: ZhihuiProcess, publish_grant: dict[str, str]
+) -> None:
+    response = _post(
+        f"{zhihui.base_url}/relay/whip", await _offer(), publish_grant["grant"], "application/json"
+    )
     _assert_clear(response, 415, "application/sdp")
 
 

@@ -33,7 +33,9 @@ def test_first_start_creates_an_admin_with_a_password_shown_once(workdir: Path) 
 def test_demo_creates_a_commander_and_two_officers_with_fresh_passwords(workdir: Path) -> None:
     with running_zhihui(workdir, "--demo") as first:
         assert set(first.credentials) == {"commander", "officer1", "officer2"}
-        roles = {name: login(first.base_url, name, pw)["user"]["role"] for name, pw in first.credentials.items()}  # type: ignore[index]
+        roles = {
+            name: login(first.base_url, name, pw)["user"]["role"] for name, pw in first.credentials.items()
+        }  # type: ignore[index]
         assert roles == {"commander": "commander", "officer1": "field_officer", "officer2": "field_officer"}
     with running_zhihui(workdir, "--demo") as second:
         assert second.credentials["commander"] != first.credentials["commander"]
@@ -46,15 +48,24 @@ def test_demo_creates_a_commander_and_two_officers_with_fresh_passwords(workdir:
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(workdir: Path) -> None:
     with running_zhihui(workdir, "--demo") as zhihui:
-        wrong = httpx.post(f"{zhihui.base_url}/api/auth/login", json={"username": "commander", "password": "nope"})
-        unknown = httpx.post(f"{zhihui.base_url}/api/auth/login", json={"username": "ghost", "password": "nope"})
+        wrong = httpx.post(
+            f"{zhihui.base_url}/api/auth/login", json={"username": "commander", "password": "nope"}
+        )
+        unknown = httpx.post(
+            f"{zhihui.base_url}/api/auth/login", json={"username": "ghost", "password": "nope"}
+        )
         assert wrong.status_code == unknown.status_code == 401
         assert wrong.json() == unknown.json() == {"detail": "invalid username or password"}
 
 
 def test_pages_and_api_docs_are_served(workdir: Path) -> None:
     with running_zhihui(workdir) as zhihui:
-        for path, marker in (("/wall", "wall"), ("/officer", "officer"), ("/", "Zhihui"), ("/api/docs", "swagger")):
+        for path, marker in (
+            ("/wall", "wall"),
+            ("/officer", "officer"),
+            ("/", "Zhihui"),
+            ("/api/docs", "swagger"),
+        ):
             response = httpx.get(zhihui.base_url + path)
             assert response.status_code == 200, path
             assert marker.lower() in response.text.lower(), path

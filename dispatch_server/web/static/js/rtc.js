@@ -86,11 +86,12 @@ function session(pc, sessionUrl, grant) {
      * DELETE the relay session, then close the connection; safe to call more than once.
      * The DELETE goes first: closing the pc first would let the relay end the session by itself
      * and answer our DELETE with 404. The pc is closed at the latest DELETE_CAP_MS later.
+     * With `sessionEnded` (the relay already ended it, e.g. the stream went down) only the pc closes.
      */
-    async stop() {
+    async stop({ sessionEnded = false } = {}) {
       if (stopped) return;
       stopped = true;
-      if (!sessionUrl) {
+      if (!sessionUrl || sessionEnded) {
         pc.close();
         return;
       }

@@ -168,14 +168,17 @@ export class StreamTile {
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
-  /** Stop the viewer (DELETE the relay session) and remove the tile. */
-  close() {
+  /**
+   * Stop the viewer and remove the tile. The relay session is DELETEd unless `streamEnded`
+   * says the relay has already ended it along with the stream.
+   */
+  close({ streamEnded = false } = {}) {
     this.closed = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     const viewer = this.viewer;
     this.viewer = null;
-    viewer?.stop();
+    viewer?.stop({ sessionEnded: streamEnded });
     this.video.srcObject = null;
     this.element.remove();
   }

@@ -67,11 +67,11 @@ function addStream(stream) {
   tile.connect();
 }
 
-function removeStream(streamId) {
+function removeStream(streamId, { streamEnded = false } = {}) {
   const tile = page.tiles.get(streamId);
   if (!tile) return;
   page.tiles.delete(streamId);
-  tile.close();
+  tile.close({ streamEnded });
   updateStreamCount();
 }
 
@@ -82,7 +82,7 @@ function removeAllStreams() {
 async function loadStreams() {
   const streams = await api("/api/streams");
   const live = new Set(streams.map((stream) => stream.stream_id));
-  for (const id of [...page.tiles.keys()]) if (!live.has(id)) removeStream(id);
+  for (const id of [...page.tiles.keys()]) if (!live.has(id)) removeStream(id, { streamEnded: true });
   for (const stream of streams) addStream(stream);
 }
 
@@ -242,7 +242,7 @@ function onEvent(message) {
       schedulePeopleRefresh();
       break;
     case "stream_down":
-      removeStream(message.stream_id);
+      removeStream(message.stream_id, { streamEnded: true });
       schedulePeopleRefresh();
       break;
     case "directive":
