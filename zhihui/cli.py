@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from zhihui.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from media_relay.recording.verify import StreamReport
 
 app = typer.Typer(help="Zhihui (指挥): field dispatch and bodycam video command.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -83,6 +97,106 @@ def up(
         log_level=log_level,
         ws_max_size=64 * 1024,
     )
+
+
+PROGRESS_FROM_FILES = 20  # show a progress bar when checking at least this many files
+
+
+@app.command()
+def verify(
+    stream_ids: Annotated[
+        list[str] | None, typer.Argument(help="Streams to check, by id.", show_default=False)
+    ] = None,
+    all_streams: Annotated[bool, typer.Option("--all", help="Check every stream in the archive.")] = False,
+    root: Annotated[Path | None, typer.Option(help="Archive root (default: recording.root).")] = None,
+) -> None:
+    """Check recordings (R2): rehash every segment and walk each manifest's hash chain.
+
+    Exit code 0: intact. 1: something is wrong (each problem is listed). 2: bad usage.
+    """
+    from media_relay.recording.verify import find_streams, verify_stream
+
+    if all_streams == bool(stream_ids):
+        console.print("[red]Name the streams to check, or pass --all (not both).[/red]")
+        raise typer.Exit(2)
+    archive = root or _settings().recording.root
+    streams = find_streams(archive)
+    unknown = [stream_id for stream_id in stream_ids or [] if stream_id not in streams]
+    if unknown:
+        console.print(f"[red]No recordings under {archive} for: {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    selected = streams if all_streams else {stream_id: streams[stream_id] for stream_id in stream_ids or []}
+    files = [path for directory in selected.values() for path in directory.iterdir() if path.is_file()]
+    total = sum(path.stat().st_size for path in files)
+
+    started = time.monotonic()
+    reports: list[StreamReport] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=len(files) < PROGRESS_FROM_FILES,
+    ) as progress:
+        task = progress.add_task("verifying", total=total)
+        for stream_id, directory in selected.items():
+            progress.update(task, description=stream_id)
+            reports.append(verify_stream(directory, progress=lambda size: progress.advance(task, size)))
+    _print_verify_reports(archive, reports, time.monotonic() - started)
+    raise typer.Exit(0 if all(report.ok for report in reports) else 1)
+
+
+def _print_verify_reports(archive: Path, reports: list[StreamReport], seconds: float) -> None:
+    if not reports:
+        console.print(f"No recordings under {archive}.")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("stream", no_wrap=True)
+    for heading in ("segments", "gaps", "MB"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    table.add_column("chain head", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    for report in reports:
+        table.add_row(
+            report.stream_id,
+            f"{report.segments}" + (f" ({report.recovered} recovered)" if report.recovered else ""),
+            str(report.gaps),
+            f"{report.bytes_hashed / 1e6:.1f}",
+            report.head[:8],
+            "[green]intact[/green]" if report.ok else f"[red]{_problems(len(report.problems))}[/red]",
+        )
+    console.print(table)
+    for report in reports:
+        for problem in report.problems:
+            where = [f"manifest line {problem.line}" if problem.line else "", problem.file or ""]
+            console.print(
+                f"[red]✗[/red] [bold]{report.stream_id}[/bold]  {'  '.join(w for w in where if w)}  "
+                f"[red]{problem.kind.value}[/red]" + (f": {problem.note}" if problem.note else ""),
+                soft_wrap=True,
+            )
+            console.print(f"    expected  {problem.expected}", soft_wrap=True)
+            console.print(f"    found     {problem.found}", soft_wrap=True)
+    checked = sum(report.bytes_hashed for report in reports)
+    speed = checked / 1e9 / seconds if seconds > 0 else 0.0
+    segments = sum(report.segments for report in reports)
+    summary = (
+        f"{len(reports)} stream(s), {segments} segment(s), {checked / 1e6:.1f} MB checked "
+        f"in {seconds:.1f} s ({speed:.2f} GB/s): "
+    )
+    broken = [report for report in reports if not report.ok]
+    if broken:
+        problems = sum(len(report.problems) for report in broken)
+        message = f"[red]{_problems(problems)} in {len(broken)} stream(s)[/red]"
+        console.print(summary + message, soft_wrap=True)
+    else:
+        console.print(summary + "[green]all intact[/green]", soft_wrap=True)
+
+
+def _problems(count: int) -> str:
+    return f"{count} problem{'' if count == 1 else 's'}"
 
 
 @app.command("settings")
