@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import av
 import httpx
@@ -36,6 +37,7 @@ class WhepViewer:
         self.session_url: str | None = None
         self.frames = {"video": 0, "audio": 0}
         self.last_video_frame: av.VideoFrame | None = None
+        self.video_arrivals: list[float] = []  # time.monotonic() of each decoded video frame
         self.first_video_frame = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -64,8 +66,14 @@ class WhepViewer:
                 frame = await track.recv()
                 self.frames[track.kind] += 1
                 if isinstance(frame, av.VideoFrame):
+                    self.video_arrivals.append(time.monotonic())
                     self.last_video_frame = frame
                     self.first_video_frame.set()
+
+    def longest_freeze(self) -> float:
+        """The longest wait between two decoded video frames, in seconds."""
+        times = self.video_arrivals
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
     async def stop(self) -> None:
         if self.session_url is not None:

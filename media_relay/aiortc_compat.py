@@ -3,8 +3,9 @@
 The relay forwards encoded media without decoding it (DESIGN.md decision 1). aiortc has no public
 hook for that, so this module:
 
-- taps a receiver's jitter-buffer output: the complete encoded frame that aiortc would hand to its
-  decoder thread is handed to a callback on the event loop instead;
+- replaces a receiver's jitter buffer and NACK generator with the relay's own (which rebuild
+  encoded frames and retry lost packets), and its decoder queue with a tap, so nothing is decoded;
+- sends NACKs for lost packets on the relay's own retry timer;
 - sends a picture loss indication (RTCP PLI) from a receiver to its publisher;
 - restricts the host addresses an ``RTCPeerConnection`` gathers ICE candidates on, per
   connection (never by patching aioice globally), so that a relay can announce chosen addresses.
@@ -15,7 +16,10 @@ the test suite calls it, and so does the relay at start-up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +28,7 @@ import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import is_rtcp
 
 __all__ = [
     "AIOICE_VERSION",
@@ -31,8 +36,11 @@ __all__ = [
     "FrameCallback",
     "IncompatibleAiortc",
     "check_versions",
+    "impair_outgoing_rtp",
+    "install_receive_path",
     "request_keyframe",
     "restrict_host_addresses",
+    "send_nack",
     "tap_receiver",
 ]
 
@@ -62,6 +70,7 @@ def check_versions() -> None:
         for owner, name in (
             (RTCRtpReceiver, "_handle_rtp_packet"),
             (RTCRtpReceiver, "_send_rtcp_pli"),
+            (RTCRtpReceiver, "_send_rtcp_nack"),
             (aioice.Connection, "get_component_candidates"),
         )
         if not hasattr(owner, name)
@@ -102,6 +111,28 @@ def tap_receiver(receiver: RTCRtpReceiver, callback: FrameCallback) -> None:
     receiver._RTCRtpReceiver__decoder_queue = _FrameTap(callback)  # type: ignore[attr-defined]
 
 
+def install_receive_path(receiver: RTCRtpReceiver, *, assembler: Any, nacks: Any | None) -> None:
+    """Make ``receiver`` hand RTP packets to ``assembler`` (for ``JitterBuffer``) and report loss
+    to ``nacks`` (for ``NackGenerator``; video only). Frames then never reach aiortc's decoder.
+
+    ``assembler.add(packet)`` must return ``(pli_flag, None)``; ``nacks.add(packet)`` returns
+    True when packets were found lost, and ``nacks.missing`` lists them.
+    """
+    receiver._RTCRtpReceiver__jitter_buffer = assembler  # type: ignore[attr-defined]
+    if nacks is not None and receiver._RTCRtpReceiver__nack_generator is not None:  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
+    tap_receiver(receiver, _never_decode)
+
+
+def _never_decode(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
+    raise AssertionError("the relay's assembler delivers frames; none may reach the decoder")
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, sequence_numbers: list[int]) -> None:
+    """Ask the publisher again for packets still missing (RTCP generic NACK)."""
+    await receiver._send_rtcp_nack(media_ssrc, sequence_numbers)
+
+
 async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
     """Send an RTCP PLI for every SSRC the receiver has heard from. False if none yet."""
     active: dict[int, Any] = receiver._RTCRtpReceiver__active_ssrc  # type: ignore[attr-defined]
@@ -113,6 +144,47 @@ async def request_keyframe(receiver: RTCRtpReceiver) -> bool:
         await receiver._send_rtcp_pli(ssrc)
         sent = True
     return sent
+
+
+def impair_outgoing_rtp(pc: RTCPeerConnection, *, loss: float, jitter: float, seed: int = 0) -> None:
+    """Make ``pc`` lose a share ``loss`` of the RTP packets it sends and delay each by up to
+    ``jitter`` seconds (so some arrive out of order): a 4G uplink for tests and benchmarks,
+    where the kernel's netem is not available. RTCP and DTLS pass untouched.
+    """
+    rng = random.Random(seed)
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if getattr(dtls, "_zhihui_impaired", False):
+            continue
+        send = dtls._send_rtp
+
+        async def impaired(data: bytes, send: Callable[[bytes], Any] = send) -> None:
+            if is_rtcp(data):
+                await send(data)
+                return
+            if rng.random() < loss:
+                return
+            delay = rng.uniform(0, jitter)
+            if delay <= 0:
+                await send(data)
+                return
+
+            def later() -> None:
+                task = loop.create_task(_send_quietly(send, data))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+            loop.call_later(delay, later)
+
+        setattr(dtls, "_send_rtp", impaired)  # noqa: B010
+        setattr(dtls, "_zhihui_impaired", True)  # noqa: B010
+
+
+async def _send_quietly(send: Callable[[bytes], Any], data: bytes) -> None:
+    with contextlib.suppress(ConnectionError):
+        await send(data)
 
 
 def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None:

@@ -94,6 +94,15 @@ class RelaySettings(_Section):
         500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
     )
     max_sdp_bytes: int = Field(64 * 1024, description="Largest SDP body accepted by WHIP/WHEP.")
+    nack_retry_ms: int = Field(
+        60, ge=10, le=1000, description="Ask a publisher again for a lost packet this often."
+    )
+    keyframe_after_ms: int = Field(
+        150, ge=20, le=5000, description="Ask for a keyframe when a hole in the video lasts this long."
+    )
+    max_wait_ms: int = Field(
+        300, ge=20, le=5000, description="Give up a hole in the video after this; wait for a keyframe."
+    )
     public_url: str | None = Field(
         None, description="Where clients reach the relay. Unset: '/relay' on the dispatch server."
     )

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from aiortc import RTCRtpReceiver, RTCSessionDescription
-from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.sdp import SessionDescription
 
 from media_relay import aiortc_compat
-from media_relay.forwarding.frames import EncodedFrame, MediaKind, is_keyframe
+from media_relay.forwarding.frames import EncodedFrame, MediaKind
+from media_relay.forwarding.reassembly import CodecInfo, FrameAssembler, NackTracker
 from media_relay.sessions.rtc import answer, new_peer_connection
 from media_relay.sessions.stream import LiveStream
 from zhihui.grants import PublishGrant
@@ -25,12 +23,16 @@ __all__ = ["PublisherSession", "negotiated_codecs"]
 logger = logging.getLogger(__name__)
 
 
-def negotiated_codecs(sdp: str) -> dict[MediaKind, str]:
-    """The codec each audio and video section of a local answer settled on."""
-    codecs: dict[MediaKind, str] = {}
+def negotiated_codecs(sdp: str) -> dict[MediaKind, dict[int, CodecInfo]]:
+    """Per media kind, the payload types a local answer accepted, first (preferred) first."""
+    codecs: dict[MediaKind, dict[int, CodecInfo]] = {}
     for media in SessionDescription.parse(sdp).media:
         if media.kind in ("audio", "video") and media.rtp.codecs and media.port != 0:
-            codecs[MediaKind(media.kind)] = media.rtp.codecs[0].name.lower()
+            codecs[MediaKind(media.kind)] = {
+                codec.payloadType: CodecInfo(codec.name.lower(), codec.clockRate)
+                for codec in media.rtp.codecs
+                if codec.name.lower() != "rtx" and codec.payloadType is not None
+            }
     return codecs
 
 
@@ -51,7 +53,15 @@ class PublisherSession:
         self._video_receiver: RTCRtpReceiver | None = None
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._loss = asyncio.Event()
         self.codecs: dict[MediaKind, str] = {}
+        self.assemblers: dict[MediaKind, FrameAssembler] = {}
+        self.nacks = NackTracker(
+            retry_interval=settings.nack_retry_ms / 1000,
+            max_age=settings.max_wait_ms / 1000 + 0.2,
+            on_loss=self._loss.set,
+        )
 
         @self._pc.on("connectionstatechange")
         def _on_state() -> None:
@@ -61,39 +71,54 @@ class PublisherSession:
     async def negotiate(self, offer_sdp: str) -> str:
         """Apply the publisher's offer and return the answer. Raises ValueError on a bad offer."""
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        answer_sdp = await answer(self._pc, self._settings)
+        payload_types = negotiated_codecs(answer_sdp)
+        if not payload_types:
+            raise ValueError("the offer has no audio or video the relay can receive")
         for transceiver in self._pc.getTransceivers():
             kind = MediaKind(transceiver.kind)
-            aiortc_compat.tap_receiver(transceiver.receiver, self._frame_handler(kind))
+            if kind not in payload_types:
+                continue
+            assembler = FrameAssembler(
+                kind=kind,
+                codecs=payload_types[kind],
+                deliver=self._deliver,
+                request_keyframe=self._request_keyframe_for_stream,
+                on_skip=self.nacks.forget_through if kind is MediaKind.VIDEO else None,
+                max_wait=(self._settings.max_wait_ms if kind is MediaKind.VIDEO else 60) / 1000,
+                keyframe_after=self._settings.keyframe_after_ms / 1000,
+            )
+            self.assemblers[kind] = assembler
+            nacks = self.nacks if kind is MediaKind.VIDEO else None
+            aiortc_compat.install_receive_path(transceiver.receiver, assembler=assembler, nacks=nacks)
             if kind is MediaKind.VIDEO:
                 self._video_receiver = transceiver.receiver
-        answer_sdp = await answer(self._pc, self._settings)
-        self.codecs = negotiated_codecs(answer_sdp)
-        if not self.codecs:
-            raise ValueError("the offer has no audio or video the relay can receive")
+        self.codecs = {kind: next(iter(codecs.values())).name for kind, codecs in payload_types.items()}
+        self._retry_task = asyncio.ensure_future(self._retry_lost())
         return answer_sdp
 
     def bind(self, stream: LiveStream) -> None:
         self.stream = stream
 
-    def _frame_handler(self, kind: MediaKind) -> Callable[[RTCRtpCodecParameters, JitterFrame], None]:
-        def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
-            stream = self.stream
-            if stream is None:
-                return
-            name = codec.name.lower()
-            stream.fanouts[kind].deliver(
-                EncodedFrame(
-                    kind=kind,
-                    codec=name,
-                    data=frame.data,
-                    timestamp=frame.timestamp,
-                    clock_rate=codec.clockRate,
-                    keyframe=is_keyframe(name, frame.data),
-                    received_at=time.monotonic(),
-                )
-            )
+    def _deliver(self, frame: EncodedFrame) -> None:
+        if self.stream is not None:
+            self.stream.fanouts[frame.kind].deliver(frame)
 
-        return on_frame
+    def _request_keyframe_for_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.keyframes.request()
+
+    async def _retry_lost(self) -> None:
+        """Ask again for packets still lost, every retry interval, while any are."""
+        interval = self.nacks.retry_interval / 2
+        while not self._closed:
+            await self._loss.wait()
+            self._loss.clear()
+            while self.nacks.outstanding and not self._closed:
+                await asyncio.sleep(interval)
+                due = self.nacks.due()
+                if due and self._video_receiver is not None and self.nacks.ssrc is not None:
+                    await aiortc_compat.send_nack(self._video_receiver, self.nacks.ssrc, due)
 
     async def request_keyframe(self) -> None:
         if self._video_receiver is not None and not self._closed:
@@ -103,6 +128,8 @@ class PublisherSession:
         if self._closed:
             return
         self._closed = True
+        if self._retry_task is not None:
+            self._retry_task.cancel()
         await self._pc.close()
         try:
             await self._on_closed(self)
