@@ -37,5 +37,5 @@ def create_relay_app(settings: Settings, verifier: GrantVerifier, events: EventS
         allow_headers=["Authorization", "Content-Type"],
         expose_headers=["Location"],
     )
-    app.include_router(build_router(registry, verifier, settings.relay.max_sdp_bytes))
+    app.include_router(build_router(registry, verifier, settings.relay))
     return app

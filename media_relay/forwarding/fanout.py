@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import fractions
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 
 import av
@@ -79,6 +81,34 @@ class ForwardTrack(MediaStreamTrack):
         return packet
 
 
+class RateWindow:
+    """Frames and bytes per second over the last few whole seconds, counted as they pass."""
+
+    SECONDS = 3
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: deque[list[int]] = deque(maxlen=self.SECONDS + 1)  # [second, frames, bytes]
+
+    def add(self, size: int) -> None:
+        second = int(self._clock())
+        if not self._buckets or self._buckets[-1][0] != second:
+            self._buckets.append([second, 0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += 1
+        bucket[2] += size
+
+    def rates(self) -> tuple[float, float]:
+        """(frames per second, bits per second) over the last whole seconds."""
+        now = int(self._clock())
+        frames = size = 0
+        for second, count, total in self._buckets:
+            if now - self.SECONDS <= second < now:
+                frames += count
+                size += total
+        return frames / self.SECONDS, size * 8 / self.SECONDS
+
+
 class TrackFanout:
     """Delivers one publisher track's frames to its viewers' tracks and to any sinks."""
 
@@ -86,6 +116,8 @@ class TrackFanout:
         self.kind = kind
         self.codec: str | None = None
         self.frames = 0
+        self.bytes = 0
+        self.rate = RateWindow()
         self._tracks: set[ForwardTrack] = set()
         self._sinks: list[Callable[[EncodedFrame], None]] = []
         self._last_timestamp: int | None = None
@@ -127,6 +159,8 @@ class TrackFanout:
         self._last_timestamp = frame.timestamp
         self.codec = frame.codec
         self.frames += 1
+        self.bytes += len(frame.data)
+        self.rate.add(len(frame.data))
         for sink in self._sinks:
             try:
                 sink(frame)

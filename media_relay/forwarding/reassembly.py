@@ -93,6 +93,7 @@ class NackTracker:
         self.max_age = max_age
         self.ssrc: int | None = None
         self.nacks_sent = 0
+        self.lost = 0
         self.recovered = 0
         self.given_up = 0
         self._on_loss = on_loss
@@ -126,6 +127,7 @@ class NackTracker:
             return False
         now = self._clock()
         for seq in range(self._highest + 1, ext):
+            self.lost += 1
             self._lost[seq] = [now, now, 1]
             self._new.append(seq & 0xFFFF)
         self._highest = ext

@@ -13,7 +13,7 @@ from aiortc.sdp import SessionDescription
 from media_relay import aiortc_compat
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.forwarding.reassembly import CodecInfo, FrameAssembler, NackTracker
-from media_relay.sessions.rtc import answer, new_peer_connection
+from media_relay.sessions.rtc import answer, apply_trickle, new_peer_connection
 from media_relay.sessions.stream import LiveStream
 from zhihui.grants import PublishGrant
 from zhihui.settings import RelaySettings
@@ -123,6 +123,10 @@ class PublisherSession:
     async def request_keyframe(self) -> None:
         if self._video_receiver is not None and not self._closed:
             await aiortc_compat.request_keyframe(self._video_receiver)
+
+    async def trickle(self, fragment: str) -> int:
+        """Add the client's late ICE candidates (WHIP/WHEP PATCH)."""
+        return await apply_trickle(self._pc, fragment)
 
     async def close(self) -> None:
         if self._closed:

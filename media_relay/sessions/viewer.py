@@ -11,7 +11,7 @@ from aiortc import RTCRtpSender, RTCSessionDescription
 
 from media_relay.forwarding.fanout import ForwardTrack
 from media_relay.forwarding.frames import MediaKind
-from media_relay.sessions.rtc import answer, new_peer_connection
+from media_relay.sessions.rtc import answer, apply_trickle, new_peer_connection
 from media_relay.sessions.stream import LiveStream
 from zhihui.grants import ViewGrant
 from zhihui.settings import RelaySettings
@@ -71,6 +71,14 @@ class ViewerSession:
         self.stream.viewers.add(self)
         self.stream.keyframes.request()
         return answer_sdp
+
+    async def sender_stats(self) -> dict[str, object]:
+        """aiortc's statistics for this connection (RTT and loss from the viewer's reports)."""
+        return dict(await self._pc.getStats())
+
+    async def trickle(self, fragment: str) -> int:
+        """Add the client's late ICE candidates (WHIP/WHEP PATCH)."""
+        return await apply_trickle(self._pc, fragment)
 
     async def close(self) -> None:
         if self._closed:

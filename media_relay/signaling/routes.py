@@ -7,15 +7,21 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from media_relay.sessions.publisher import PublisherSession
 from media_relay.sessions.registry import SessionNotFound, StreamNotLive, StreamRegistry
+from media_relay.sessions.rtc import IceRestartUnsupported
+from media_relay.sessions.stats import RelayStats, collect, prometheus_text
+from media_relay.sessions.viewer import ViewerSession
 from media_relay.signaling.sdp import OfferRejected, check_offer
 from zhihui.grants import GrantError, GrantVerifier
+from zhihui.settings import IceServer, RelaySettings
 
 __all__ = ["build_router"]
 
 logger = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
 
 
 class _HttpError(Exception):
@@ -59,17 +65,49 @@ async def _read_offer(request: Request, max_bytes: int) -> str:
         raise _HttpError(400, str(exc)) from None
 
 
-def _created(answer: str, location: str) -> Response:
-    return Response(
-        content=answer,
-        status_code=201,
-        media_type=SDP,
-        headers={"Location": location, "Access-Control-Expose-Headers": "Location"},
-    )
+def ice_server_links(servers: list[IceServer]) -> list[str]:
+    """RFC 9725 4.6: the ICE servers a client should use, as ``Link`` header values."""
+    links = []
+    for server in servers:
+        for url in server.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if server.username is not None and server.credential is not None:
+                username = server.username.replace('"', "")
+                credential = server.credential.get_secret_value().replace('"', "")
+                link += f'; username="{username}"; credential="{credential}"; credential-type="password"'
+            links.append(link)
+    return links
 
 
-def build_router(registry: StreamRegistry, verifier: GrantVerifier, max_sdp_bytes: int) -> APIRouter:
+def build_router(registry: StreamRegistry, verifier: GrantVerifier, settings: RelaySettings) -> APIRouter:
     router = APIRouter()
+    max_sdp_bytes = settings.max_sdp_bytes
+    links = ice_server_links(settings.ice_servers)
+
+    def _created(answer: str, location: str) -> Response:
+        response = Response(
+            content=answer,
+            status_code=201,
+            media_type=SDP,
+            headers={"Location": location, "Access-Control-Expose-Headers": "Location, Link"},
+        )
+        for link in links:
+            response.headers.append("Link", link)
+        return response
+
+    def _options() -> Response:
+        response = Response(status_code=204, headers={"Accept-Post": SDP, "Allow": "OPTIONS, POST"})
+        for link in links:
+            response.headers.append("Link", link)
+        return response
+
+    @router.options("/whip", summary="What the WHIP endpoint accepts, and its ICE servers")
+    async def whip_options() -> Response:
+        return _options()
+
+    @router.options("/whep/{stream_id}", summary="What the WHEP endpoint accepts, and its ICE servers")
+    async def whep_options(stream_id: str) -> Response:
+        return _options()
 
     @router.post("/whip", status_code=201, summary="Publish a stream (WHIP, RFC 9725)")
     async def whip(request: Request) -> Response:
@@ -113,19 +151,8 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, max_sdp_byte
         return await _end(session_id, request, publish=False)
 
     async def _end(session_id: str, request: Request, *, publish: bool) -> Response:
-        token = _bearer(request)
         try:
-            if publish:
-                session = registry.publishers.get(session_id)
-                grant_sub = verifier.publish(token).sub if session else None
-            else:
-                viewer = registry.viewers.get(session_id)
-                grant_sub = verifier.view(token, viewer.stream.stream_id).sub if viewer else None
-                session = viewer  # type: ignore[assignment]
-            if session is None:
-                raise _HttpError(404, f"no session {session_id!r}")
-            if grant_sub != session.grant.sub:
-                raise _HttpError(403, "this grant did not open that session")
+            _owned_session(session_id, _bearer(request), publish=publish)
             await registry.close_session(session_id)
         except GrantError as exc:
             return _error(_grant_error(exc))
@@ -134,6 +161,67 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, max_sdp_byte
         except _HttpError as exc:
             return _error(exc)
         return Response(status_code=200)
+
+    @router.patch("/whip/{session_id}", summary="Trickle ICE candidates to a publish session")
+    async def patch_publish(session_id: str, request: Request) -> Response:
+        return await _patch(session_id, request, publish=True)
+
+    @router.patch("/whep/session/{session_id}", summary="Trickle ICE candidates to a viewer session")
+    async def patch_view(session_id: str, request: Request) -> Response:
+        return await _patch(session_id, request, publish=False)
+
+    async def _patch(session_id: str, request: Request, *, publish: bool) -> Response:
+        try:
+            session = _owned_session(session_id, _bearer(request), publish=publish)
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type != TRICKLE:
+                raise _HttpError(415, f"PATCH takes {TRICKLE}, not {content_type or 'nothing'}")
+            body = await request.body()
+            if len(body) > max_sdp_bytes:
+                raise _HttpError(413, f"the fragment is larger than {max_sdp_bytes} bytes")
+            try:
+                await session.trickle(body.decode("utf-8", errors="replace"))
+            except IceRestartUnsupported:
+                raise _HttpError(
+                    501,
+                    "ICE restart is not supported: open a new session with the same grant, "
+                    "and the stream continues",
+                ) from None
+            except ValueError as exc:
+                raise _HttpError(400, str(exc)) from None
+        except GrantError as exc:
+            return _error(_grant_error(exc))
+        except _HttpError as exc:
+            return _error(exc)
+        return Response(status_code=204)
+
+    def _owned_session(
+        session_id: str, token: str | None, *, publish: bool
+    ) -> PublisherSession | ViewerSession:
+        """The session, if this grant opened it; else the right HTTP error."""
+        session: PublisherSession | ViewerSession | None
+        if publish:
+            session = registry.publishers.get(session_id)
+            # The grant for this very stream: another stream's grant, even the same officer's, is not.
+            owner = session is not None and verifier.publish(token).stream == session.grant.stream
+        else:
+            session = registry.viewers.get(session_id)
+            watched = session.stream.stream_id if session is not None else ""
+            owner = session is not None and verifier.view(token, watched).sub == session.grant.sub
+        if session is None:
+            raise _HttpError(404, f"no session {session_id!r}")
+        if not owner:
+            raise _HttpError(403, "this grant did not open that session")
+        return session
+
+    @router.get("/stats", response_model=RelayStats, summary="Per stream and per viewer statistics")
+    async def stats() -> RelayStats:
+        return await collect(list(registry.streams.values()))
+
+    @router.get("/metrics", summary="The same statistics for Prometheus")
+    async def metrics() -> Response:
+        body = prometheus_text(await collect(list(registry.streams.values())))
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     @router.get("/streams", summary="Live streams on this relay")
     async def streams() -> list[dict[str, object]]:

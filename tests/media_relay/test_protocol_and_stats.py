@@ -1,0 +1,147 @@
+"""WHIP (RFC 9725) and WHEP details beyond POST, and the relay's statistics (R1, R3, R8)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from pydantic import SecretStr
+
+from field_client.dispatch import DispatchClient
+from field_client.sources import TestPatternTrack, ToneTrack
+from field_client.whep import WhepViewer
+from field_client.whip import WhipPublisher
+from media_relay.signaling.routes import ice_server_links
+from tests.conftest import ApiClient
+from tests.support import LOOPBACK, ZhihuiProcess
+from zhihui.settings import IceServer
+
+TRICKLE = "application/trickle-ice-sdpfrag"
+
+
+def test_options_tells_what_whip_and_whep_accept(zhihui: ZhihuiProcess) -> None:
+    for path in ("/relay/whip", "/relay/whep/any-stream"):
+        response = httpx.options(zhihui.base_url + path)
+        assert response.status_code == 204, path
+        assert response.headers["accept-post"] == "application/sdp"
+
+
+def test_cors_preflight_allows_a_browser_on_another_origin(zhihui: ZhihuiProcess) -> None:
+    response = httpx.options(
+        zhihui.base_url + "/relay/whip",
+        headers={
+            "Origin": "https://wall.court.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert response.status_code == 200
+    assert "POST" in response.headers["access-control-allow-methods"]
+    assert "authorization" in response.headers["access-control-allow-headers"].lower()
+    actual = httpx.post(zhihui.base_url + "/relay/whip", headers={"Origin": "https://wall.court.example"})
+    assert "location" in actual.headers["access-control-expose-headers"].lower()
+
+
+def test_ice_servers_are_announced_as_link_headers() -> None:
+    links = ice_server_links(
+        [
+            IceServer(urls=["stun:stun.court.example:3478"]),
+            IceServer(
+                urls=["turn:turn.court.example?transport=udp"], username="u1", credential=SecretStr("pw")
+            ),
+        ]
+    )
+    assert links == [
+        '<stun:stun.court.example:3478>; rel="ice-server"',
+        '<turn:turn.court.example?transport=udp>; rel="ice-server"; username="u1"; credential="pw";'
+        ' credential-type="password"',
+    ]
+
+
+async def test_patch_trickles_candidates_and_refuses_an_ice_restart(zhihui: ZhihuiProcess) -> None:
+    client = DispatchClient(zhihui.base_url)
+    await client.login("officer2", zhihui.credentials["officer2"])
+    grant = await client.publish_grant("phone")
+    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
+    await publisher.start(TestPatternTrack(width=160, height=120), None)
+    assert publisher.session_url is not None
+    session_url = publisher.session_url
+    auth = {"Authorization": f"Bearer {grant.grant}"}
+    try:
+        candidate = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+        ok = httpx.patch(publisher.session_url, content=candidate, headers={**auth, "Content-Type": TRICKLE})
+        assert ok.status_code == 204, ok.text
+
+        restart = "a=ice-ufrag:newu\r\na=ice-pwd:newpasswordnewpassword\r\n"
+        refused = httpx.patch(
+            publisher.session_url, content=restart, headers={**auth, "Content-Type": TRICKLE}
+        )
+        assert refused.status_code == 501
+        assert "new session with the same grant" in refused.json()["detail"]
+
+        wrong_type = httpx.patch(
+            publisher.session_url, content=candidate, headers={**auth, "Content-Type": "text/plain"}
+        )
+        assert wrong_type.status_code == 415
+
+        no_grant = httpx.patch(publisher.session_url, content=candidate, headers={"Content-Type": TRICKLE})
+        assert no_grant.status_code == 401
+
+        other = await client.publish_grant("bodycam")
+        foreign = httpx.patch(
+            publisher.session_url,
+            content=candidate,
+            headers={"Authorization": f"Bearer {other.grant}", "Content-Type": TRICKLE},
+        )
+        assert foreign.status_code == 403
+    finally:
+        await publisher.stop()
+        await client.close()
+    gone = httpx.patch(session_url, content="", headers={**auth, "Content-Type": TRICKLE})
+    assert gone.status_code == 404
+
+
+async def test_stats_report_rates_viewers_and_rtt_as_json_and_prometheus(
+    zhihui: ZhihuiProcess, commander: ApiClient
+) -> None:
+    client = DispatchClient(zhihui.base_url)
+    await client.login("officer1", zhihui.credentials["officer1"])
+    grant = await client.publish_grant("bodycam")
+    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
+    await publisher.start(TestPatternTrack(width=320, height=240, fps=15), ToneTrack())
+    view = commander.http.post("/api/grants/view", json={"stream_ids": [grant.stream_id]}).json()
+    viewer = WhepViewer(
+        zhihui.base_url + view["streams"][0]["whep_url"], view["grant"], host_addresses=[LOOPBACK]
+    )
+    try:
+        await viewer.start()
+        await asyncio.sleep(4.5)  # three whole seconds of rates, and a receiver report or two
+        stats = httpx.get(zhihui.base_url + "/relay/stats").json()
+        mine = next(s for s in stats["streams"] if s["stream_id"] == grant.stream_id)
+        assert mine["viewer_count"] == 1
+        assert 12 <= mine["video"]["fps"] <= 17, mine["video"]
+        assert mine["video"]["bitrate_bps"] > 20_000
+        assert 45 <= mine["audio"]["fps"] <= 55, mine["audio"]  # 20 ms Opus frames
+        assert mine["keyframe_requests"] >= 1 and mine["plis_sent"] >= 1  # the viewer's join
+        (seen,) = mine["viewers"]
+        assert seen["frames_sent"] > 40 and seen["frames_dropped"] >= 0
+        assert seen["rtt_ms"] is not None and 0 <= seen["rtt_ms"] < 200
+
+        metrics = httpx.get(zhihui.base_url + "/relay/metrics").text
+        fps_lines = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("zhihui_relay_fps{")
+            and f'stream="{grant.stream_id}"' in line
+            and 'kind="video"' in line
+        ]
+        assert len(fps_lines) == 1 and 12 <= float(fps_lines[0].rsplit(" ", 1)[1]) <= 17, fps_lines
+        assert (
+            f'zhihui_relay_viewers{{officer="{mine["officer_id"]}",stream="{grant.stream_id}"}} 1.0'
+            in metrics
+        )
+        assert "zhihui_relay_plis_total" in metrics
+    finally:
+        await viewer.stop()
+        await publisher.stop()
+        await client.close()
