@@ -113,6 +113,12 @@ class RecordingSettings(_Section):
     segment_seconds: float = Field(
         10.0, gt=0, description="Cut a new segment on the first keyframe after this."
     )
+    fsync_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="Force the open segment onto the disk this often (0: after every frame). "
+        "Bounds what a power cut loses; a crash of the relay alone loses only the unwritten cluster.",
+    )
 
 
 class Settings(BaseSettings):

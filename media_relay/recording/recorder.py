@@ -8,6 +8,7 @@ with the same grant) continues the same folder and manifest, with a gap entry be
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
 MAX_PENDING_AUDIO = 250  # ~5 s of 20 ms Opus frames held until the first video keyframe
-SYNC_INTERVAL = 1.0
+_SEQUENCE_IN_NAME = re.compile(r"-(\d{5,})(?:\.recovered)?\.mkv$")
 
 
 def stream_directory(root: Path, stream_id: str, now: datetime | None = None) -> Path:
@@ -45,6 +46,7 @@ class StreamRecorder:
         stream_id: str,
         tracks: dict[MediaKind, str],
         segment_seconds: float,
+        fsync_seconds: float = 1.0,
         gap_reason: str = "publisher reconnected",
     ) -> None:
         self.stream_id = stream_id
@@ -52,6 +54,7 @@ class StreamRecorder:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.directory / MANIFEST_NAME)
         self._segment_seconds = segment_seconds
+        self._fsync_seconds = fsync_seconds
         self._formats = {kind: TrackFormat(kind, codec) for kind, codec in tracks.items()}
         self._writer: SegmentWriter | None = None
         self._segment_started_wall: datetime | None = None
@@ -84,7 +87,7 @@ class StreamRecorder:
             self._open()
         self._write(frame)
         now = time.monotonic()
-        if now - self._last_sync >= SYNC_INTERVAL and self._writer is not None:
+        if now - self._last_sync >= self._fsync_seconds and self._writer is not None:
             self._writer.sync()
             self._last_sync = now
 
@@ -172,10 +175,14 @@ class StreamRecorder:
         self._sequence += 1
 
     def _next_sequence(self) -> int:
+        """After the last sequence in the manifest or on disk: a file is never written over."""
         last = 0
         for entry in self.manifest.entries():
             if entry.get("type") == "segment":
                 last = max(last, int(entry["sequence"]))
+        for path in self.directory.glob(f"{self.stream_id}-*.mkv"):
+            if match := _SEQUENCE_IN_NAME.search(path.name):
+                last = max(last, int(match.group(1)))
         return last + 1
 
     def _note_gap(self, reason: str) -> None:

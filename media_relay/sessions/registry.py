@@ -39,6 +39,7 @@ class StreamRegistry:
         self.streams: dict[str, LiveStream] = {}
         self.publishers: dict[str, PublisherSession] = {}
         self.viewers: dict[str, ViewerSession] = {}
+        self._recorded_here: set[str] = set()  # streams this relay process has recorded
         self._lock = asyncio.Lock()
 
     @property
@@ -71,8 +72,15 @@ class StreamRegistry:
                         stream_id=stream.stream_id,
                         tracks=stream.codecs,
                         segment_seconds=self._recording.segment_seconds,
+                        fsync_seconds=self._recording.fsync_seconds,
+                        gap_reason=(
+                            "publisher reconnected"
+                            if stream.stream_id in self._recorded_here
+                            else "relay restart"
+                        ),
                     )
                 )
+                self._recorded_here.add(stream.stream_id)
                 self.streams[stream.stream_id] = stream
                 started = True
             else:
