@@ -16,13 +16,10 @@ import cv2
 import numpy as np
 from playwright.async_api import Page
 
-from field_client.dispatch import DispatchClient
-from field_client.sources import TestPatternTrack, ToneTrack
-from field_client.whep import WhepViewer
-from field_client.whip import WhipPublisher
 from tests.browser.conftest import sign_in
 from tests.conftest import ApiClient
-from tests.support import LOOPBACK, ZhihuiProcess
+from tests.media import publishing, watching
+from tests.support import ZhihuiProcess
 
 
 async def _frames_decoded(page: Page, selector: str) -> int:
@@ -45,46 +42,42 @@ async def _wait_frames(page: Page, selector: str, at_least: int, timeout: float 
 async def test_wall_plays_a_live_stream_and_shows_the_acknowledged_directive(
     zhihui: ZhihuiProcess, page: Page, officer1: ApiClient
 ) -> None:
-    client = DispatchClient(zhihui.base_url)
-    await client.login("officer1", zhihui.credentials["officer1"])
-    grant = await client.publish_grant("bodycam")
-    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
-    await publisher.start(TestPatternTrack(width=640, height=480), ToneTrack())
     acked: list[int] = []
+    async with publishing(zhihui, "officer1", width=640, height=480) as live:
 
-    async def on_message(message: dict[str, Any]) -> None:
-        if message["type"] == "directive":
-            await client.acknowledge(message["directive"]["id"])
-            acked.append(message["directive"]["id"])
+        async def on_message(message: dict[str, Any]) -> None:
+            if message["type"] == "directive":
+                await live.client.acknowledge(message["directive"]["id"])
+                acked.append(message["directive"]["id"])
 
-    listener = asyncio.create_task(client.listen(on_message))
-    try:
-        await sign_in(page, f"{zhihui.base_url}/wall", "commander", zhihui.credentials["commander"])
-        video = f'#wall-grid .tile[data-stream-id="{grant.stream_id}"] video'
-        await page.wait_for_selector(video)
-        first = await _wait_frames(page, video, 10)
-        await asyncio.sleep(1.5)
-        assert await _frames_decoded(page, video) > first  # it keeps playing
+        listener = asyncio.create_task(live.client.listen(on_message))
+        try:
+            await sign_in(page, f"{zhihui.base_url}/wall", "commander", zhihui.credentials["commander"])
+            video = f'#wall-grid .tile[data-stream-id="{live.stream_id}"] video'
+            await page.wait_for_selector(video)
+            first = await _wait_frames(page, video, 10)
+            await asyncio.sleep(1.5)
+            assert await _frames_decoded(page, video) > first  # it keeps playing
 
-        # What the wall shows is the officer's picture: the colour bars, not a black tile.
-        png = np.frombuffer(await page.locator(video).screenshot(), dtype=np.uint8)
-        pixels = cv2.imdecode(png, cv2.IMREAD_COLOR).reshape(-1, 3)
-        assert pixels.std(axis=0).mean() > 30, "the tile looks blank"
+            # What the wall shows is the officer's picture: the colour bars, not a black tile.
+            png = np.frombuffer(await page.locator(video).screenshot(), dtype=np.uint8)
+            pixels = cv2.imdecode(png, cv2.IMREAD_COLOR).reshape(-1, 3)
+            assert pixels.std(axis=0).mean() > 30, "the tile looks blank"
 
-        await page.select_option("#directive-target", str(officer1.id))
-        await page.fill("#directive-text", "Secure the entrance 控制入口")
-        await page.fill("#directive-deadline", "60")
-        await page.click("#directive-form button[type=submit]")
-        card = page.locator("#directive-list .directive", has_text="Secure the entrance 控制入口")
-        await card.locator(f'.target[data-person-id="{officer1.id}"][data-state="acknowledged"]').wait_for()
-        directive_id = int(await card.get_attribute("data-directive-id") or 0)
-        assert directive_id in acked
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await publisher.stop()
-        await client.close()
+            await page.select_option("#directive-target", str(officer1.id))
+            await page.fill("#directive-text", "Secure the entrance 控制入口")
+            await page.fill("#directive-deadline", "60")
+            await page.click("#directive-form button[type=submit]")
+            card = page.locator("#directive-list .directive", has_text="Secure the entrance 控制入口")
+            await card.locator(
+                f'.target[data-person-id="{officer1.id}"][data-state="acknowledged"]'
+            ).wait_for()
+            directive_id = int(await card.get_attribute("data-directive-id") or 0)
+            assert directive_id in acked
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
 
     with sqlite3.connect(zhihui.database) as db:
         row = db.execute(
@@ -105,17 +98,13 @@ async def test_officer_page_publishes_the_camera_and_acknowledges_a_directive(
     streams = [s for s in commander.http.get("/api/streams").json() if s["officer"]["id"] == officer2.id]
     assert len(streams) == 1, streams
     stream = streams[0]
-    grant = commander.http.post("/api/grants/view", json={"stream_ids": [stream["stream_id"]]}).json()
-    viewer = WhepViewer(zhihui.base_url + stream["whep_url"], grant["grant"], host_addresses=[LOOPBACK])
-    await viewer.start()
-    try:
+    async with watching(zhihui, commander, stream["stream_id"]) as viewer:
         await asyncio.wait_for(viewer.first_video_frame.wait(), 15)
         await asyncio.sleep(1)
         assert viewer.frames["video"] >= 10
+        assert viewer.last_video_frame is not None
         picture = viewer.last_video_frame.to_ndarray(format="rgb24")
         assert picture.shape[1] >= 320 and picture.std() > 10  # Chromium's fake camera, not black
-    finally:
-        await viewer.stop()
 
     response = commander.http.post(
         "/api/directives",

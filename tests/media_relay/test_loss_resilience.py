@@ -9,18 +9,16 @@ probability and delayed by up to 100 ms, so some arrive out of order.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 import av
 import pytest
 
-from field_client.dispatch import DispatchClient
-from field_client.sources import TestPatternTrack, ToneTrack
-from field_client.whep import WhepViewer
-from field_client.whip import WhipPublisher
 from media_relay import aiortc_compat
 from tests.conftest import ApiClient
-from tests.support import LOOPBACK, ZhihuiProcess
+from tests.media import publishing, watching
+from tests.support import ZhihuiProcess
 
 FREEZE_LIMIT = 0.5
 JITTER = 0.1
@@ -43,29 +41,17 @@ def _recorded_pts(zhihui: ZhihuiProcess, stream_id: str) -> list[float]:
 async def test_no_freeze_over_500_ms_with_loss_and_jitter_on_the_uplink(
     zhihui: ZhihuiProcess, commander: ApiClient, loss: float
 ) -> None:
-    client = DispatchClient(zhihui.base_url)
-    await client.login("officer1", zhihui.credentials["officer1"])
-    grant = await client.publish_grant("bodycam")
-    video = TestPatternTrack(width=640, height=480, fps=15)
-    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
-    await publisher.start(video, ToneTrack())
-    aiortc_compat.impair_outgoing_rtp(publisher.pc, loss=loss, jitter=JITTER, seed=int(loss * 1000))
-    try:
-        view = commander.http.post("/api/grants/view", json={"stream_ids": [grant.stream_id]}).json()
-        viewer = WhepViewer(zhihui.base_url + view["streams"][0]["whep_url"], view["grant"], host_addresses=[LOOPBACK])
-        await viewer.start()
-        await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
-        await asyncio.sleep(8)
-        await viewer.stop()
-    finally:
-        await publisher.stop()
-        await client.close()
+    async with publishing(zhihui, "officer1", width=640, height=480) as live:
+        aiortc_compat.impair_outgoing_rtp(live.publisher.pc, loss=loss, jitter=JITTER, seed=int(loss * 1000))
+        async with watching(zhihui, commander, live.stream_id) as viewer:
+            await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
+            await asyncio.sleep(8)
 
     assert len(viewer.video_arrivals) >= 8 * 15 * 0.8, len(viewer.video_arrivals)
     assert viewer.longest_freeze() <= FREEZE_LIMIT, f"viewer froze for {viewer.longest_freeze():.3f} s"
 
     await asyncio.sleep(0.5)
-    recorded = _recorded_pts(zhihui, grant.stream_id)
-    assert len(recorded) >= video.frames_sent * 0.8, (len(recorded), video.frames_sent)
-    longest = max(b - a for a, b in zip(recorded, recorded[1:], strict=False))
+    recorded = _recorded_pts(zhihui, live.stream_id)
+    assert len(recorded) >= live.video.frames_sent * 0.8, (len(recorded), live.video.frames_sent)
+    longest = max(b - a for a, b in itertools.pairwise(recorded))
     assert longest <= FREEZE_LIMIT, f"the recording froze for {longest:.3f} s"

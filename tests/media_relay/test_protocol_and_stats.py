@@ -8,11 +8,11 @@ import httpx
 from pydantic import SecretStr
 
 from field_client.dispatch import DispatchClient
-from field_client.sources import TestPatternTrack, ToneTrack
-from field_client.whep import WhepViewer
+from field_client.sources import TestPatternTrack
 from field_client.whip import WhipPublisher
 from media_relay.signaling.routes import ice_server_links
 from tests.conftest import ApiClient
+from tests.media import publishing, watching
 from tests.support import LOOPBACK, ZhihuiProcess
 from zhihui.settings import IceServer
 
@@ -104,20 +104,13 @@ async def test_patch_trickles_candidates_and_refuses_an_ice_restart(zhihui: Zhih
 async def test_stats_report_rates_viewers_and_rtt_as_json_and_prometheus(
     zhihui: ZhihuiProcess, commander: ApiClient
 ) -> None:
-    client = DispatchClient(zhihui.base_url)
-    await client.login("officer1", zhihui.credentials["officer1"])
-    grant = await client.publish_grant("bodycam")
-    publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
-    await publisher.start(TestPatternTrack(width=320, height=240, fps=15), ToneTrack())
-    view = commander.http.post("/api/grants/view", json={"stream_ids": [grant.stream_id]}).json()
-    viewer = WhepViewer(
-        zhihui.base_url + view["streams"][0]["whep_url"], view["grant"], host_addresses=[LOOPBACK]
-    )
-    try:
-        await viewer.start()
+    async with (
+        publishing(zhihui, "officer1") as live,
+        watching(zhihui, commander, live.stream_id),
+    ):
         await asyncio.sleep(4.5)  # three whole seconds of rates, and a receiver report or two
         stats = httpx.get(zhihui.base_url + "/relay/stats").json()
-        mine = next(s for s in stats["streams"] if s["stream_id"] == grant.stream_id)
+        mine = next(s for s in stats["streams"] if s["stream_id"] == live.stream_id)
         assert mine["viewer_count"] == 1
         assert 12 <= mine["video"]["fps"] <= 17, mine["video"]
         assert mine["video"]["bitrate_bps"] > 20_000
@@ -132,16 +125,12 @@ async def test_stats_report_rates_viewers_and_rtt_as_json_and_prometheus(
             line
             for line in metrics.splitlines()
             if line.startswith("zhihui_relay_fps{")
-            and f'stream="{grant.stream_id}"' in line
+            and f'stream="{live.stream_id}"' in line
             and 'kind="video"' in line
         ]
         assert len(fps_lines) == 1 and 12 <= float(fps_lines[0].rsplit(" ", 1)[1]) <= 17, fps_lines
         assert (
-            f'zhihui_relay_viewers{{officer="{mine["officer_id"]}",stream="{grant.stream_id}"}} 1.0'
+            f'zhihui_relay_viewers{{officer="{mine["officer_id"]}",stream="{live.stream_id}"}} 1.0'
             in metrics
         )
         assert "zhihui_relay_plis_total" in metrics
-    finally:
-        await viewer.stop()
-        await publisher.stop()
-        await client.close()
