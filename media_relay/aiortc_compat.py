@@ -38,6 +38,7 @@ __all__ = [
     "check_versions",
     "impair_outgoing_rtp",
     "install_receive_path",
+    "pause_receiving",
     "request_keyframe",
     "restrict_host_addresses",
     "send_nack",
@@ -180,6 +181,16 @@ def impair_outgoing_rtp(pc: RTCPeerConnection, *, loss: float, jitter: float, se
 
         setattr(dtls, "_send_rtp", impaired)  # noqa: B010
         setattr(dtls, "_zhihui_impaired", True)  # noqa: B010
+
+
+def pause_receiving(pc: RTCPeerConnection) -> None:
+    """Stop reading ``pc``'s sockets, as a stalled or vanished viewer would: what is sent to it
+    piles up in the kernel and is then dropped. For tests and benchmarks."""
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport.iceGatherer._connection._protocols:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.pause_reading()
 
 
 async def _send_quietly(send: Callable[[bytes], Any], data: bytes) -> None:
