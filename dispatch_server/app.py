@@ -35,7 +35,7 @@ __all__ = ["create_app", "create_context"]
 
 def create_context(settings: Settings) -> Context:
     key_file = settings.auth.grant_private_key_file or settings.data_dir / "grant_ed25519.pem"
-    bus: Bus = RedisBus(settings.redis_url) if settings.redis_url else InProcessBus()
+    bus: Bus = RedisBus(settings.redis_url, settings.redis_prefix) if settings.redis_url else InProcessBus()
     return Context(
         settings=settings,
         db=Database(settings.effective_database_url),

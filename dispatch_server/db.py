@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, TypeDecorator, event
+from sqlalchemy import DateTime, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -17,6 +18,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 __all__ = ["Base", "Database", "UtcDateTime", "utcnow"]
+
+SCHEMA_LOCK_KEY = 0x5A48_4855_4901
+"""PostgreSQL advisory lock held while the schema is created, so that several processes can
+start at once on one database."""
 
 
 def utcnow() -> datetime:
@@ -60,14 +65,23 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
     async def start(self) -> None:
+        """Create what is missing of the schema (tables only: there are no migrations yet)."""
         # Import every domain's models so their tables are known.
         from dispatch_server.directives import models as _directives  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
+        from dispatch_server.realtime.eventlog import ensure_counter
         from dispatch_server.streams import models as _streams  # noqa: F401
 
         async with self.engine.begin() as connection:
+            await _lock_schema(connection)
             await connection.run_sync(Base.metadata.create_all)
+            await ensure_counter(connection)
 
     async def stop(self) -> None:
         await self.engine.dispose()
@@ -83,3 +97,8 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+async def _lock_schema(connection: AsyncConnection) -> None:
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})

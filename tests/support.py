@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -9,9 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -125,3 +130,64 @@ def login(base_url: str, username: str, password: str) -> dict[str, object]:
     response = httpx.post(f"{base_url}/api/auth/login", json={"username": username, "password": password})
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
+
+
+# -- PostgreSQL and Redis, the real ones ----------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("ZHIHUI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+"""A database on the server the tests may connect to, to create and drop their own databases."""
+REDIS_URL = os.environ.get("ZHIHUI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def unavailable(what: str, error: BaseException) -> NoReturn:
+    """Skip the test on a developer's machine without ``what``; fail it in CI (``CI=true``)."""
+    import pytest
+
+    message = f"{what} is not reachable ({error!r}): `.ci/run` starts it"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _run_async(coroutine: Any) -> Any:
+    """Run a coroutine to completion from sync code, even when an event loop runs in this thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test run; its ``postgresql://`` URL. Dropped after."""
+    name = f"zhihui_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _run_async(_postgres_admin(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # not reachable, or not allowed to create databases
+        unavailable(f"PostgreSQL at {POSTGRES_URL}", exc)
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        _run_async(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def redis_url() -> str:
+    """The test Redis's URL, once it answers a PING."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:
+        unavailable(f"Redis at {REDIS_URL}", exc)
+    finally:
+        client.close()
+    return REDIS_URL

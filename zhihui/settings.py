@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Where the SQLite database and generated keys live.")
     database_url: str | None = Field(None, description="SQLAlchemy async URL. Unset: SQLite in data_dir.")
     redis_url: str | None = Field(None, description="Redis for the bus across processes. Unset: in-process.")
+    redis_prefix: str = Field(
+        "zhihui:",
+        pattern=r"^[A-Za-z0-9:._-]{1,64}$",
+        description="Prefix of every Redis channel and key, so that deployments can share one Redis.",
+    )
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     relay: RelaySettings = RelaySettings()

@@ -8,6 +8,7 @@ from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, require_roles
 from dispatch_server.directives import service
 from dispatch_server.directives.schemas import DirectiveIn, DirectiveOut
 from dispatch_server.people.models import COMMAND_ROLES, Person
+from dispatch_server.realtime import eventlog
 
 router = APIRouter(prefix="/api/directives", tags=["directives"])
 
@@ -19,14 +20,14 @@ async def issue(
     db_session: DbSession,
     user: Annotated[Person, Depends(require_roles(*COMMAND_ROLES))],
 ) -> DirectiveOut:
-    directive = await service.issue(
+    directive, events = await service.issue(
         db_session=db_session,
         issuer=user,
         target_ids=body.target_ids,
         text=body.text,
         ack_deadline_seconds=body.ack_deadline_seconds,
     )
-    await service.announce_issued(bus=context.bus, directive=directive)
+    await eventlog.publish(bus=context.bus, events=events)
     return DirectiveOut.model_validate(directive)
 
 
@@ -41,9 +42,8 @@ async def list_directives(db_session: DbSession, user: CurrentUser) -> list[Dire
 async def acknowledge(
     directive_id: int, context: Ctx, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
-    directive, changed = await service.acknowledge(
+    directive, events = await service.acknowledge(
         db_session=db_session, directive_id=directive_id, person_id=user.id
     )
-    if changed:
-        await service.announce_update(bus=context.bus, directive=directive)
+    await eventlog.publish(bus=context.bus, events=events)
     return DirectiveOut.model_validate(directive)

@@ -74,20 +74,23 @@ class InProcessBus:
 
 
 class RedisBus(InProcessBus):
-    """Publishes through Redis; every process delivers what arrives to its own subscribers."""
+    """Publishes through Redis; every process delivers what arrives to its own subscribers.
 
-    PREFIX = "zhihui:bus:"
+    Redis channels are named ``<prefix>bus:<channel>``; deployments sharing one Redis use different
+    prefixes (setting ``redis_prefix``).
+    """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "zhihui:") -> None:
         super().__init__()
         import redis.asyncio as redis
 
+        self._prefix = f"{prefix}bus:"
         self._redis = redis.from_url(url)
         self._pubsub = self._redis.pubsub()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._pubsub.psubscribe(self.PREFIX + "*")
+        await self._pubsub.psubscribe(self._prefix + "*")
         self._task = asyncio.create_task(self._listen())
 
     async def stop(self) -> None:
@@ -100,7 +103,11 @@ class RedisBus(InProcessBus):
         await super().stop()
 
     async def publish(self, channel: str, message: ServerMessage) -> None:
-        await self._redis.publish(self.PREFIX + channel, message.model_dump_json())
+        try:
+            await self._redis.publish(self._prefix + channel, message.model_dump_json())
+        except Exception:
+            # The message is in SQL already: its readers find it on their next poll of the log.
+            logger.exception("redis bus: publish on %s failed; the push will be late", channel)
 
     async def _listen(self) -> None:
         while True:
@@ -114,7 +121,7 @@ class RedisBus(InProcessBus):
                 continue
             if item is None or item.get("type") != "pmessage":
                 continue
-            channel = item["channel"].decode().removeprefix(self.PREFIX)
+            channel = item["channel"].decode().removeprefix(self._prefix)
             try:
                 message = server_message.validate_json(item["data"])
             except ValueError:

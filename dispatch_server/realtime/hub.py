@@ -1,8 +1,9 @@
-"""Who is connected: each websocket's bounded outbox, fed from the bus."""
+"""Who is connected, and waking their writers when the bus says there is something new."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -11,30 +12,38 @@ from dispatch_server.realtime.messages import ServerMessage
 
 __all__ = ["Connection", "Hub"]
 
-OUTBOX_SIZE = 256
-
 
 class Connection:
-    """One signed-in websocket. If its outbox overflows it is closed: the client reconnects and
-    re-reads what it missed from SQL, so a slow client never grows the server's memory."""
+    """One signed-in websocket: the channels it reads and how far it has got (its cursor in the
+    event log). The bus only wakes it; its writer reads the events from SQL. So a push lost on
+    the way, a slow client or a reconnect loses nothing, and a connection never holds more than
+    one page of events in memory."""
 
     def __init__(self, person_id: int, watches_command: bool) -> None:
         self.person_id = person_id
         self.watches_command = watches_command
-        self.outbox: asyncio.Queue[ServerMessage | None] = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        self.overflowed = False
+        self.channels: tuple[str, ...] = (person_channel(person_id),) + (
+            (command_channel(),) if watches_command else ()
+        )
+        self.cursor = 0
+        """The id of the last event sent (or skipped) on this connection."""
+        self._wakeup = asyncio.Event()
         self._unsubscribe: list[Callable[[], None]] = []
 
-    def push(self, message: ServerMessage) -> None:
-        if self.overflowed:
-            return
-        try:
-            self.outbox.put_nowait(message)
-        except asyncio.QueueFull:
-            self.overflowed = True
-            while not self.outbox.empty():
-                self.outbox.get_nowait()
-            self.outbox.put_nowait(None)
+    def notify(self, message: ServerMessage) -> None:
+        """Called by the bus: wake the writer unless it has already sent this event."""
+        event_id = getattr(message, "event_id", None)
+        if event_id is None or event_id > self.cursor:
+            self._wakeup.set()
+
+    def begin_read(self) -> None:
+        """Before reading the log: from now on, a notification wakes the next :meth:`wait`."""
+        self._wakeup.clear()
+
+    async def wait(self, timeout: float) -> None:
+        """Until notified (or ``timeout`` seconds, so that a push lost on the bus is late, not lost)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
 
 
 class Hub:
@@ -43,11 +52,8 @@ class Hub:
         self._online: Counter[int] = Counter()
 
     def attach(self, connection: Connection) -> None:
-        connection._unsubscribe.append(
-            self._bus.subscribe(person_channel(connection.person_id), connection.push)
-        )
-        if connection.watches_command:
-            connection._unsubscribe.append(self._bus.subscribe(command_channel(), connection.push))
+        for channel in connection.channels:
+            connection._unsubscribe.append(self._bus.subscribe(channel, connection.notify))
         self._online[connection.person_id] += 1
 
     def detach(self, connection: Connection) -> None:

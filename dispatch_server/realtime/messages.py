@@ -17,11 +17,13 @@ __all__ = [
     "DirectiveMessage",
     "DirectiveUpdateMessage",
     "ErrorMessage",
+    "EventMessage",
     "ReadyMessage",
     "ServerMessage",
     "StreamDownMessage",
     "StreamUpMessage",
     "client_message",
+    "event_message",
     "server_message",
 ]
 
@@ -38,6 +40,12 @@ class _Message(BaseModel):
 class AuthMessage(_Message):
     type: Literal["auth"] = "auth"
     token: str = Field(max_length=4096)
+    last_event_id: int | None = Field(
+        None,
+        ge=0,
+        description="The last event id this client saw: it gets every event after it, then live ones. "
+        "Unset: the directives it has not acknowledged yet, then live events.",
+    )
 
 
 class AckMessage(_Message):
@@ -55,28 +63,41 @@ client_message: TypeAdapter[AuthMessage | AckMessage] = TypeAdapter(ClientMessag
 class ReadyMessage(_Message):
     type: Literal["ready"] = "ready"
     user: UserOut
+    last_event_id: int = Field(
+        description="Where this connection's events start: the client's own last_event_id when it was "
+        "honoured, else the newest event id at connect time."
+    )
 
 
-class DirectiveMessage(_Message):
-    """A directive for its target."""
+class _Event(_Message):
+    event_id: int | None = Field(
+        None,
+        description="This event's place in the event log (increasing, with gaps: ids are shared by all "
+        "channels). None for a pending directive sent on connect that the log does not know.",
+    )
+
+
+class DirectiveMessage(_Event):
+    """A directive for its target (``targets`` holds only the recipient's own entry)."""
 
     type: Literal["directive"] = "directive"
     directive: DirectiveOut
 
 
-class DirectiveUpdateMessage(_Message):
-    """A directive whose targets' states changed, for the command room."""
+class DirectiveUpdateMessage(_Event):
+    """A directive whose targets' states changed: all targets for the command room, only the
+    recipient's own for a target."""
 
     type: Literal["directive_update"] = "directive_update"
     directive: DirectiveOut
 
 
-class StreamUpMessage(_Message):
+class StreamUpMessage(_Event):
     type: Literal["stream_up"] = "stream_up"
     stream: StreamOut
 
 
-class StreamDownMessage(_Message):
+class StreamDownMessage(_Event):
     type: Literal["stream_down"] = "stream_down"
     stream_id: str
 
@@ -85,6 +106,15 @@ class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
 
+
+EventMessage = Annotated[
+    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage,
+    Field(discriminator="type"),
+]
+"""What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
+event_message: TypeAdapter[
+    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage
+] = TypeAdapter(EventMessage)
 
 ServerMessage = Annotated[
     ReadyMessage

@@ -1,4 +1,10 @@
-"""The one websocket per client (``/ws``): authenticate, then push and take acknowledgements."""
+"""The one websocket per client (``/ws``): authenticate, then push and take acknowledgements.
+
+After ``ready`` the writer sends, in order: the directives the person has not acknowledged yet
+(only when the client gave no ``last_event_id``), then every event of its channels after its
+cursor, read from the event log, then live ones as the bus wakes it. Reading from SQL after one
+cursor is what makes it exact: no event twice, none skipped, whichever process wrote it.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,10 @@ from starlette.websockets import WebSocketState
 
 from dispatch_server.context import Context
 from dispatch_server.directives import service as directives
-from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.errors import DomainError
 from dispatch_server.people.models import WATCH_ROLES, Person
 from dispatch_server.people.schemas import UserOut
+from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.hub import Connection
 from dispatch_server.realtime.messages import (
     MAX_MESSAGE_BYTES,
@@ -34,7 +40,12 @@ logger = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10.0
 POLICY_VIOLATION = 1008
-TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+PAGE = 200
+"""Events read from the log at a time."""
+POLL_SECONDS = 15.0
+"""A writer re-reads the log this often even without a push, so a push lost on the bus is late,
+never lost."""
 
 
 def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
@@ -54,25 +65,50 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
     await websocket.accept()
-    person = await _authenticate(websocket, context)
-    if person is None:
+    auth = await _authenticate(websocket, context)
+    if auth is None:
         return
+    person, last_event_id = auth
     connection = Connection(person.id, person.role in WATCH_ROLES)
-    context.hub.attach(connection)
-    writer = asyncio.create_task(_write(websocket, context, connection))
+    context.hub.attach(connection)  # before the first read of the log: nothing can slip between
+    writer: asyncio.Task[None] | None = None
     try:
-        await _send(websocket, ReadyMessage(user=UserOut.model_validate(person)))
-        async with context.db.sessions() as db_session:
-            for directive in await directives.pending_for(db_session=db_session, person_id=person.id):
-                connection.push(DirectiveMessage(directive=DirectiveOut.model_validate(directive)))
+        pending = await _start_cursor(context, connection, last_event_id)
+        await _send(
+            websocket, ReadyMessage(user=UserOut.model_validate(person), last_event_id=connection.cursor)
+        )
+        writer = asyncio.create_task(_write(websocket, context, connection, pending))
         await _read(websocket, context, person)
     except WebSocketDisconnect:
         pass
     finally:
         context.hub.detach(connection)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+
+async def _start_cursor(
+    context: Context, connection: Connection, last_event_id: int | None
+) -> list[DirectiveMessage]:
+    """Set the connection's cursor; return the pending directives to send before the log."""
+    async with context.db.sessions() as db_session:
+        newest = await eventlog.newest_id(db_session=db_session)
+        if last_event_id is not None and last_event_id <= newest:
+            connection.cursor = last_event_id
+            return []
+        if last_event_id is not None:
+            logger.info(
+                "person %s resumed after event %s, beyond the newest (%s): sending what is pending",
+                connection.person_id,
+                last_event_id,
+                newest,
+            )
+        connection.cursor = newest
+        pending = await directives.pending_messages(db_session=db_session, person_id=connection.person_id)
+    # A directive logged after the cursor comes from the log, in its place.
+    return [m for m in pending if m.event_id is None or m.event_id <= newest]
 
 
 async def _send(websocket: WebSocket, message: ServerMessage) -> None:
@@ -94,7 +130,8 @@ async def _receive_text(websocket: WebSocket) -> str | None:
     return text
 
 
-async def _authenticate(websocket: WebSocket, context: Context) -> Person | None:
+async def _authenticate(websocket: WebSocket, context: Context) -> tuple[Person, int | None] | None:
+    """The signed-in person and the last event id the client saw, or None (the socket is closed)."""
     try:
         text = await asyncio.wait_for(_receive_text(websocket), AUTH_TIMEOUT)
         first = client_message.validate_json(text) if text is not None else None
@@ -105,7 +142,7 @@ async def _authenticate(websocket: WebSocket, context: Context) -> Person | None
             person = await db_session.get(Person, claims.person_id)
         if person is None or not person.active:
             raise DomainError("this account is no longer active")
-        return person
+        return person, first.last_event_id
     except (TimeoutError, WebSocketDisconnect):
         reason = "no authentication in time"
     except ValidationError:
@@ -139,42 +176,50 @@ async def _read(websocket: WebSocket, context: Context, person: Person) -> None:
 async def _acknowledge(websocket: WebSocket, context: Context, person: Person, directive_id: int) -> None:
     try:
         async with context.db.sessions() as db_session:
-            directive, changed = await directives.acknowledge(
+            _directive, events = await directives.acknowledge(
                 db_session=db_session, directive_id=directive_id, person_id=person.id
             )
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
         return
-    if changed:
-        await directives.announce_update(bus=context.bus, directive=directive)
+    await eventlog.publish(bus=context.bus, events=events)
 
 
-async def _write(websocket: WebSocket, context: Context, connection: Connection) -> None:
-    """Send the outbox in order; a directive sent to its target is marked delivered."""
-    sent_directives: set[int] = set()
+async def _write(
+    websocket: WebSocket, context: Context, connection: Connection, pending: list[DirectiveMessage]
+) -> None:
+    """Send the pending directives, then the log after the cursor, page by page, then wait for the
+    bus. A directive sent to its target is marked delivered."""
     try:
+        for directive in pending:
+            await _send_event(websocket, context, connection, directive)
         while True:
-            message = await connection.outbox.get()
-            if message is None:
-                await websocket.close(code=TOO_BIG, reason="too far behind: reconnect")
-                return
-            if isinstance(message, DirectiveMessage):
-                if message.directive.id in sent_directives:
-                    continue
-                sent_directives.add(message.directive.id)
-            await _send(websocket, message)
-            if isinstance(message, DirectiveMessage):
-                await _note_delivered(context, message.directive.id, connection.person_id)
+            connection.begin_read()
+            async with context.db.sessions() as db_session:
+                page = await eventlog.read_after(
+                    db_session=db_session, after=connection.cursor, channels=connection.channels, limit=PAGE
+                )
+            for message in page:
+                await _send_event(websocket, context, connection, message)
+                assert message.event_id is not None
+                connection.cursor = message.event_id
+            if len(page) < PAGE:
+                await connection.wait(POLL_SECONDS)
     except (WebSocketDisconnect, RuntimeError):
         return  # the reader notices the disconnect and cleans up
     except Exception:
         logger.exception("websocket writer for person %s failed", connection.person_id)
+        with contextlib.suppress(Exception):
+            await websocket.close(code=INTERNAL_ERROR, reason="server error: reconnect")
 
 
-async def _note_delivered(context: Context, directive_id: int, person_id: int) -> None:
-    async with context.db.sessions() as db_session:
-        if await directives.mark_delivered(
-            db_session=db_session, directive_id=directive_id, person_id=person_id
-        ):
-            directive = await directives.get(db_session=db_session, directive_id=directive_id)
-            await directives.announce_update(bus=context.bus, directive=directive)
+async def _send_event(
+    websocket: WebSocket, context: Context, connection: Connection, message: ServerMessage
+) -> None:
+    await _send(websocket, message)
+    if isinstance(message, DirectiveMessage):
+        async with context.db.sessions() as db_session:
+            events = await directives.mark_delivered(
+                db_session=db_session, directive_id=message.directive.id, person_id=connection.person_id
+            )
+        await eventlog.publish(bus=context.bus, events=events)

@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.errors import Forbidden, NotFound
 from dispatch_server.people.models import Person, Role
+from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import Bus, command_channel
+from dispatch_server.realtime.eventlog import LoggedEvent
 from dispatch_server.realtime.messages import StreamDownMessage, StreamUpMessage
 from dispatch_server.streams.models import Stream
 from dispatch_server.streams.schemas import StreamOut
@@ -65,21 +67,27 @@ async def list_live(*, db_session: AsyncSession) -> list[Stream]:
 async def record_relay_event(
     *, db_session: AsyncSession, bus: Bus, event: StreamUp | StreamDown, relay_url: str
 ) -> None:
-    """SQL first, then push to the command room."""
+    """SQL first (the change and its event in one transaction), then push to the command room."""
+    await eventlog.hold(db_session=db_session)
     stream = await db_session.get(Stream, event.stream_id)
     if stream is None:
         return  # a grant this server never issued: nothing to show
+    message: StreamUpMessage | StreamDownMessage
     if isinstance(event, StreamUp):
         stream.started_at = stream.started_at or event.started_at
         stream.ended_at = None
         stream.end_reason = None
         stream.video_codec = event.video_codec
         stream.audio_codec = event.audio_codec
-        await db_session.commit()
+        await db_session.flush()
         await db_session.refresh(stream)
-        await bus.publish(command_channel(), StreamUpMessage(stream=stream_out(stream, relay_url)))
+        message = StreamUpMessage(stream=stream_out(stream, relay_url))
     else:
         stream.ended_at = event.ended_at
         stream.end_reason = event.reason
-        await db_session.commit()
-        await bus.publish(command_channel(), StreamDownMessage(stream_id=stream.id))
+        message = StreamDownMessage(stream_id=stream.id)
+    logged = await eventlog.record(
+        db_session=db_session, events=[LoggedEvent(command_channel(), message, f"stream:{stream.id}")]
+    )
+    await db_session.commit()
+    await eventlog.publish(bus=bus, events=logged)

@@ -149,6 +149,8 @@ export function api(path, { method = "GET", body } = {}) {
 
 /**
  * Connect to /ws, authenticate, and keep reconnecting with backoff until `close()`.
+ * On reconnect it sends the last event id it saw, so the server replays what was missed (each
+ * event once, in order) before the live ones.
  *
  * onMessage(message) gets every parsed server message (including `ready`).
  * onStatus(status, info) gets one of:
@@ -163,6 +165,7 @@ export function connectEvents(onMessage, onStatus = () => {}) {
   let stopped = false;
   let attempt = 0;
   let retryTimer = null;
+  let lastEventId = null; // the newest `event_id` seen; the server's cursor after `ready`
 
   const report = (status, info = {}) => {
     try {
@@ -197,7 +200,9 @@ export function connectEvents(onMessage, onStatus = () => {}) {
     socket = ws;
 
     ws.addEventListener("open", () => {
-      ws.send(JSON.stringify({ type: "auth", token }));
+      const auth = { type: "auth", token };
+      if (lastEventId !== null) auth.last_event_id = lastEventId;
+      ws.send(JSON.stringify(auth));
     });
 
     ws.addEventListener("message", (event) => {
@@ -209,9 +214,13 @@ export function connectEvents(onMessage, onStatus = () => {}) {
         return;
       }
       if (message.type === "ready") {
+        // Ours when the server resumed from it; its own newest when it could not (another database).
+        if (Number.isInteger(message.last_event_id)) lastEventId = message.last_event_id;
         ready = true;
         attempt = 0;
         report("connected", { user: message.user });
+      } else if (Number.isInteger(message.event_id) && (lastEventId === null || message.event_id > lastEventId)) {
+        lastEventId = message.event_id;
       }
       try {
         onMessage(message);
