@@ -26,7 +26,7 @@ from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
 from dispatch_server.web import views as web_views
 from media_relay.app import create_relay_app
-from media_relay.events import StreamDown, StreamUp
+from media_relay.events import StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner, GrantVerifier, load_or_create_private_key
 from zhihui.settings import Settings
 
@@ -49,7 +49,9 @@ def create_context(settings: Settings) -> Context:
 def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     context = context or create_context(settings)
 
-    async def on_relay_event(event: StreamUp | StreamDown) -> None:
+    async def on_relay_event(event: StreamUp | StreamDown | StreamHealth) -> None:
+        if isinstance(event, StreamHealth):
+            return  # the dispatch side of R8 (alerts) is not wired yet; /relay/stats shows health
         async with context.db.sessions() as db_session:
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url

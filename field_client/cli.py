@@ -117,7 +117,10 @@ def main(
     ] = ...,  # type: ignore[assignment]
     source: Annotated[
         str,
-        typer.Option(help="'pattern' (moving test pattern + tone), 'camera[:N]' (OpenCV) or a video file."),
+        typer.Option(
+            help="'pattern' (moving test pattern + tone), 'camera[:N]' (OpenCV), a video file, "
+            "or 'black' / 'frozen' (drills of the relay's video health alerts)."
+        ),
     ] = "pattern",
     device: Annotated[str, typer.Option(help="Device name shown on the wall.")] = "bodycam",
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,

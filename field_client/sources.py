@@ -14,7 +14,7 @@ from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import AUDIO_PTIME, MediaStreamError
 
-__all__ = ["CameraTrack", "TestPatternTrack", "ToneTrack", "open_source"]
+__all__ = ["CameraTrack", "StillTrack", "TestPatternTrack", "ToneTrack", "open_source"]
 
 VIDEO_CLOCK = 90000
 
@@ -66,12 +66,37 @@ class TestPatternTrack(_PacedVideoTrack):
 
     async def recv(self) -> av.VideoFrame:
         pts = await self._next_pts()
+        return self._frame(self.picture(), pts)
+
+    def picture(self) -> np.ndarray:
+        """The pattern as it looks at the current frame: bars, a sweeping bar, a counter."""
         image = self._background.copy()
         x = (self.frames_sent * 8) % self.width
         image[:, x : x + 16] = 255
         text = f"{self.label} #{self.frames_sent:06d} {time.strftime('%H:%M:%S')}"
         cv2.putText(image, text, (16, self.height - 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
-        return self._frame(image, pts)
+        return image
+
+
+class StillTrack(_PacedVideoTrack):
+    """The same picture again and again: a frozen camera, or (all zeros) a covered or dead one.
+    For drills and for testing the relay's video health checks (R8)."""
+
+    def __init__(self, image: np.ndarray, fps: float = 15) -> None:
+        super().__init__(fps)
+        self._image = image
+
+    @classmethod
+    def black(cls, width: int = 640, height: int = 480, fps: float = 15) -> StillTrack:
+        return cls(np.zeros((height, width, 3), dtype=np.uint8), fps)
+
+    @classmethod
+    def frozen(cls, width: int = 640, height: int = 480, fps: float = 15) -> StillTrack:
+        """One picture of the test pattern, never moving again."""
+        return cls(TestPatternTrack(width, height).picture(), fps)
+
+    async def recv(self) -> av.VideoFrame:
+        return self._frame(self._image, await self._next_pts())
 
 
 class CameraTrack(_PacedVideoTrack):
@@ -126,9 +151,14 @@ class ToneTrack(MediaStreamTrack):
 
 
 def open_source(spec: str, *, label: str = "") -> tuple[MediaStreamTrack | None, MediaStreamTrack | None]:
-    """Video and audio tracks for a source spec: ``pattern``, ``camera[:N]`` or a file path."""
+    """Video and audio tracks for a source spec: ``pattern``, ``black``, ``frozen``, ``camera[:N]``
+    or a file path."""
     if spec == "pattern":
         return TestPatternTrack(label=label), ToneTrack()
+    if spec == "black":
+        return StillTrack.black(), ToneTrack()
+    if spec == "frozen":
+        return StillTrack.frozen(), ToneTrack()
     if spec == "camera" or spec.startswith("camera:"):
         index = int(spec.partition(":")[2] or 0)
         return CameraTrack(index), ToneTrack()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 
 import av
@@ -73,7 +74,7 @@ class WhepViewer:
     def longest_freeze(self) -> float:
         """The longest wait between two decoded video frames, in seconds."""
         times = self.video_arrivals
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     async def stop(self) -> None:
         if self.session_url is not None:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["EventSink", "RelayEvent", "StreamDown", "StreamUp"]
+__all__ = ["EventSink", "RelayEvent", "StreamDown", "StreamHealth", "StreamUp"]
 
 
 class StreamUp(BaseModel):
@@ -28,6 +28,16 @@ class StreamDown(BaseModel):
     reason: str
 
 
-RelayEvent = Annotated[StreamUp | StreamDown, Field(discriminator="type")]
+class StreamHealth(BaseModel):
+    """The picture's health changed (R8): an empty ``flags`` means healthy again."""
 
-EventSink = Callable[[StreamUp | StreamDown], Awaitable[None]]
+    type: Literal["stream_health"] = "stream_health"
+    stream_id: str
+    officer_id: str
+    at: datetime
+    flags: list[str]
+
+
+RelayEvent = Annotated[StreamUp | StreamDown | StreamHealth, Field(discriminator="type")]
+
+EventSink = Callable[[StreamUp | StreamDown | StreamHealth], Awaitable[None]]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from media_relay.events import EventSink, StreamDown, StreamUp
+from media_relay.analysis.health import HealthFlag, VideoHealthMonitor
+from media_relay.events import EventSink, StreamDown, StreamHealth, StreamUp
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.recorder import StreamRecorder
 from media_relay.sessions.publisher import PublisherSession
@@ -82,6 +84,13 @@ class StreamRegistry:
                 )
                 self._recorded_here.add(stream.stream_id)
                 self.streams[stream.stream_id] = stream
+                if MediaKind.VIDEO in stream.codecs:
+                    stream.attach_health(
+                        VideoHealthMonitor(
+                            on_change=self._health_reporter(stream),
+                            request_keyframe=stream.keyframes.request,
+                        )
+                    )
                 started = True
             else:
                 for fanout in stream.fanouts.values():
@@ -122,6 +131,8 @@ class StreamRegistry:
         stream.state = StreamState.ENDED
         stream.publisher = None
         stream.keyframes.stop()
+        if stream.health is not None:
+            await stream.health.stop()
         for fanout in stream.fanouts.values():
             fanout.end()
         if stream.recorder is not None:
@@ -174,7 +185,21 @@ class StreamRegistry:
         for stream in tuple(self.streams.values()):
             await self._end_stream(stream, reason="relay stopped")
 
-    async def _emit(self, event: StreamUp | StreamDown) -> None:
+    def _health_reporter(self, stream: LiveStream) -> Callable[[frozenset[HealthFlag]], Awaitable[None]]:
+        async def report(flags: frozenset[HealthFlag]) -> None:
+            logger.info("stream %s health: %s", stream.stream_id, ", ".join(sorted(flags)) or "ok")
+            await self._emit(
+                StreamHealth(
+                    stream_id=stream.stream_id,
+                    officer_id=stream.officer_id,
+                    at=datetime.now(UTC),
+                    flags=sorted(flags),
+                )
+            )
+
+        return report
+
+    async def _emit(self, event: StreamUp | StreamDown | StreamHealth) -> None:
         if self._events is None:
             return
         try:

@@ -41,6 +41,7 @@ class StreamStats(BaseModel):
     state: str
     started_at: str
     viewer_count: int
+    health: list[str] = Field(description="Video health flags (R8): frozen, black, covered, no_video.")
     video: TrackStats | None
     audio: TrackStats | None
     packets_lost: int = Field(
@@ -103,6 +104,7 @@ async def collect(streams: list[LiveStream]) -> RelayStats:
                 state=stream.state.value,
                 started_at=stream.started_at.isoformat(),
                 viewer_count=len(stream.viewers),
+                health=sorted(stream.health.flags) if stream.health else [],
                 video=_track(stream, MediaKind.VIDEO),
                 audio=_track(stream, MediaKind.AUDIO),
                 packets_lost=nacks.lost if nacks else 0,

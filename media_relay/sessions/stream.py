@@ -6,6 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from media_relay.analysis.health import VideoHealthMonitor
 from media_relay.forwarding.fanout import TrackFanout
 from media_relay.forwarding.frames import MediaKind
 from media_relay.forwarding.keyframes import KeyframeRequester
@@ -37,6 +38,7 @@ class LiveStream:
         self.publisher: PublisherSession | None = None
         self.viewers: set[ViewerSession] = set()
         self.recorder: StreamRecorder | None = None
+        self.health: VideoHealthMonitor | None = None
         self.keyframes = KeyframeRequester(self._request_keyframe, keyframe_interval)
 
     async def _request_keyframe(self) -> None:
@@ -47,6 +49,11 @@ class LiveStream:
         self.recorder = recorder
         for fanout in self.fanouts.values():
             fanout.add_sink(recorder.write)
+
+    def attach_health(self, monitor: VideoHealthMonitor) -> None:
+        self.health = monitor
+        self.fanouts[MediaKind.VIDEO].add_sink(monitor)
+        monitor.start()
 
     def describe(self) -> dict[str, object]:
         return {
@@ -60,4 +67,5 @@ class LiveStream:
             "viewers": len(self.viewers),
             "frames": {kind.value: fanout.frames for kind, fanout in self.fanouts.items()},
             "recording": None if self.recorder is None else str(self.recorder.directory),
+            "health": sorted(self.health.flags) if self.health else [],
         }

@@ -1,0 +1,1 @@
+"""Analysis: what the relay learns from the picture itself, decoding as little as it can."""
