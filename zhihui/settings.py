@@ -94,6 +94,12 @@ class RelaySettings(_Section):
         500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
     )
     max_sdp_bytes: int = Field(64 * 1024, description="Largest SDP body accepted by WHIP/WHEP.")
+    reconnect_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        le=600,
+        description="How long a dropped publisher's stream waits for it (same grant) before it ends.",
+    )
     nack_retry_ms: int = Field(
         60, ge=10, le=1000, description="Ask a publisher again for a lost packet this often."
     )

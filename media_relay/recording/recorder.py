@@ -95,6 +95,18 @@ class StreamRecorder:
         """A new publisher session feeds this recorder: its RTP clocks start again."""
         self._rtp_base.clear()
 
+    def pause(self) -> None:
+        """The publisher dropped: seal what is recorded so far; :meth:`resume` notes the gap."""
+        if self._writer is not None:
+            self._seal()
+
+    def resume(self, reason: str) -> None:
+        """The publisher is back: record the gap, then start a segment at its next keyframe."""
+        if self._writer is not None:
+            self._seal()
+        self._note_gap(reason)
+        self.source_restarted()
+
     def close(self) -> None:
         if self.closed:
             return
@@ -108,11 +120,12 @@ class StreamRecorder:
     # -- segments ------------------------------------------------------------------------------
 
     def _open_when_ready(self, frame: EncodedFrame) -> bool:
+        """A segment with video starts at a keyframe; audio before it is held, then written."""
         video = self._formats.get(MediaKind.VIDEO)
-        if video is not None and not video.ready:
-            if frame.kind is MediaKind.VIDEO and frame.keyframe:
+        if video is not None:
+            if frame.kind is MediaKind.VIDEO and frame.keyframe and not video.ready:
                 video.learn_from_keyframe(frame)
-            if not video.ready:
+            if not (frame.kind is MediaKind.VIDEO and frame.keyframe and video.ready):
                 if frame.kind is MediaKind.AUDIO:
                     if len(self._pending_audio) == self._pending_audio.maxlen:
                         self.frames_dropped += 1
@@ -120,9 +133,6 @@ class StreamRecorder:
                 else:
                     self.frames_dropped += 1
                 return False
-        if video is not None and frame.kind is MediaKind.VIDEO and not frame.keyframe:
-            self.frames_dropped += 1
-            return False
         self._open()
         while self._pending_audio:
             self._write(self._pending_audio.popleft())

@@ -52,6 +52,7 @@ class PublisherSession:
         self._pc = new_peer_connection(settings)
         self._video_receiver: RTCRtpReceiver | None = None
         self._closed = False
+        self.ended_by_client = False
         self._close_task: asyncio.Task[None] | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._loss = asyncio.Event()

@@ -43,6 +43,8 @@ class StreamRegistry:
         self.viewers: dict[str, ViewerSession] = {}
         self._recorded_here: set[str] = set()  # streams this relay process has recorded
         self._lock = asyncio.Lock()
+        self._grace: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
 
     @property
     def recordings_root(self) -> Path:
@@ -59,6 +61,10 @@ class StreamRegistry:
             raise
         async with self._lock:
             stream = self.streams.get(grant.stream)
+            if stream is not None and stream.codecs != session.codecs:
+                ended, stream = stream, None  # a recording cannot change codec midway: start anew
+            else:
+                ended = None
             previous = stream.publisher if stream is not None else None
             if stream is None:
                 stream = LiveStream(
@@ -93,10 +99,12 @@ class StreamRegistry:
                     )
                 started = True
             else:
+                self._cancel_grace(stream.stream_id)
                 for fanout in stream.fanouts.values():
                     fanout.source_restarted()
                 if stream.recorder is not None:
-                    stream.recorder.source_restarted()
+                    stream.recorder.resume("publisher reconnected")
+                stream.state = StreamState.LIVE
                 started = False
             stream.publisher = session
             session.bind(stream)
@@ -104,6 +112,8 @@ class StreamRegistry:
         if previous is not None:
             previous.stream = None
             await previous.close()
+        if ended is not None:
+            await self._end_stream(ended, reason="publisher reconnected with other codecs")
         if started:
             await self._emit(
                 StreamUp(
@@ -117,13 +127,33 @@ class StreamRegistry:
         return session, answer_sdp
 
     async def _publisher_closed(self, session: PublisherSession) -> None:
+        """The publisher left or dropped: hold the stream for the grace period (R1, R2, R9)."""
         self.publishers.pop(session.id, None)
         stream = session.stream
         if stream is None or stream.publisher is not session:
             return
-        await self._end_stream(stream, reason="publisher left")
+        stream.publisher = None
+        if session.ended_by_client or self._stopping or self._relay.reconnect_grace_seconds <= 0:
+            await self._end_stream(stream, reason="publisher left")
+            return
+        stream.state = StreamState.RECONNECTING
+        if stream.recorder is not None:
+            stream.recorder.pause()
+        self._grace[stream.stream_id] = asyncio.get_running_loop().create_task(self._grace_expires(stream))
+
+    async def _grace_expires(self, stream: LiveStream) -> None:
+        await asyncio.sleep(self._relay.reconnect_grace_seconds)
+        self._grace.pop(stream.stream_id, None)
+        if stream.publisher is None:
+            await self._end_stream(stream, reason="publisher left")
+
+    def _cancel_grace(self, stream_id: str) -> None:
+        task = self._grace.pop(stream_id, None)
+        if task is not None:
+            task.cancel()
 
     async def _end_stream(self, stream: LiveStream, *, reason: str) -> None:
+        self._cancel_grace(stream.stream_id)
         async with self._lock:
             if self.streams.get(stream.stream_id) is not stream:
                 return
@@ -171,13 +201,21 @@ class StreamRegistry:
     # -- common ----------------------------------------------------------------------------------
 
     async def close_session(self, session_id: str) -> None:
-        session = self.publishers.get(session_id) or self.viewers.get(session_id)
-        if session is None:
+        publisher = self.publishers.get(session_id)
+        if publisher is not None:
+            publisher.ended_by_client = True  # a deliberate end: no grace period
+            await publisher.close()
+            return
+        viewer = self.viewers.get(session_id)
+        if viewer is None:
             raise SessionNotFound(f"no session {session_id!r}")
-        await session.close()
+        await viewer.close()
 
     async def stop(self) -> None:
         """End every session and seal every recording."""
+        self._stopping = True
+        for stream_id in list(self._grace):
+            self._cancel_grace(stream_id)
         for viewer in tuple(self.viewers.values()):
             await viewer.close()
         for publisher in tuple(self.publishers.values()):

@@ -21,6 +21,8 @@ __all__ = ["LiveStream", "StreamState"]
 
 class StreamState(enum.StrEnum):
     LIVE = "live"
+    RECONNECTING = "reconnecting"
+    """The publisher dropped; viewers and the recording wait for it to come back."""
     ENDED = "ended"
 
 

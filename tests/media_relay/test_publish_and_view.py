@@ -127,3 +127,33 @@ async def test_publisher_reconnecting_with_the_same_grant_continues_the_stream_w
     assert [e["type"] for e in entries] == ["segment", "gap", "segment"]
     assert entries[1]["reason"] == "publisher reconnected"
     assert entries[1]["started_at"] <= entries[1]["ended_at"]
+
+
+async def test_a_dropped_publisher_that_comes_back_continues_the_same_stream_for_its_viewers(
+    zhihui: ZhihuiProcess, commander: ApiClient
+) -> None:
+    async with publishing(zhihui, "officer2", device="phone") as live:
+        async with watching(zhihui, commander, live.stream_id) as viewer:
+            await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
+            # The network drops: the connection goes, with no WHIP DELETE.
+            await live.publisher.pc.close()
+            await _wait_for(lambda: _relay_state(zhihui, live.stream_id) == "reconnecting")
+            before = viewer.frames["video"]
+            assert any(s["stream_id"] == live.stream_id for s in commander.http.get("/api/streams").json())
+
+            again = WhipPublisher(live.grant.whip_url, live.grant.grant, host_addresses=[LOOPBACK])
+            await again.start(TestPatternTrack(width=320, height=240), ToneTrack())
+            try:
+                await _wait_for(lambda: _relay_state(zhihui, live.stream_id) == "live")
+                await _wait_for(lambda: viewer.frames["video"] > before + 15)
+            finally:
+                await again.stop()
+    folder = _stream_folder(zhihui, live.stream_id)
+    entries = [json.loads(line) for line in (folder / "manifest.jsonl").read_bytes().splitlines()]
+    assert [e["type"] for e in entries] == ["segment", "gap", "segment"]
+    assert entries[1]["reason"] == "publisher reconnected"
+
+
+def _relay_state(zhihui: ZhihuiProcess, stream_id: str) -> str | None:
+    streams = httpx.get(zhihui.base_url + "/relay/streams").json()
+    return next((s["state"] for s in streams if s["stream_id"] == stream_id), None)
