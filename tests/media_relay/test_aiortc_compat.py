@@ -22,8 +22,12 @@ def test_a_different_aiortc_version_is_refused(monkeypatch: pytest.MonkeyPatch) 
 async def test_receiver_still_has_the_decoder_queue_the_tap_replaces() -> None:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver("video", direction="recvonly")
-    assert hasattr(transceiver.receiver, "_RTCRtpReceiver__decoder_queue")
-    assert hasattr(transceiver.receiver, "_RTCRtpReceiver__active_ssrc")
+    for name in ("decoder_queue", "active_ssrc", "rtx_ssrc", "jitter_buffer", "nack_generator"):
+        assert hasattr(transceiver.receiver, f"_RTCRtpReceiver__{name}"), name
+    connection = transceiver.receiver.transport.transport.iceGatherer._connection
+    for name in ("_local_candidates_start", "_local_candidates_end", "_components", "_protocols"):
+        assert hasattr(connection, name), name
+    assert hasattr(transceiver.sender.transport, "_send_rtp")
     seen = []
     aiortc_compat.tap_receiver(transceiver.receiver, lambda codec, frame: seen.append(frame))
     transceiver.receiver._RTCRtpReceiver__decoder_queue.put(("codec", "frame"))  # type: ignore[attr-defined]
