@@ -9,16 +9,15 @@ import time
 
 import av
 import httpx
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from field_client.whip import WhipError, _detail
-from media_relay import aiortc_compat
+from field_client.whip import SignaledPeer
 
 __all__ = ["WhepViewer"]
 
 
-class WhepViewer:
+class WhepViewer(SignaledPeer):
     """Receives a stream and counts (and keeps the last of) its decoded frames."""
 
     def __init__(
@@ -29,13 +28,7 @@ class WhepViewer:
         host_addresses: list[str] | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self.whep_url = whep_url
-        self._grant = grant
-        self._host_addresses = host_addresses or []
-        self._http = http or httpx.AsyncClient(timeout=15)
-        self._owns_http = http is None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.session_url: str | None = None
+        super().__init__(whep_url, grant, host_addresses=host_addresses, http=http)
         self.frames = {"video": 0, "audio": 0}
         self.last_video_frame: av.VideoFrame | None = None
         self.video_arrivals: list[float] = []  # time.monotonic() of each decoded video frame
@@ -46,20 +39,14 @@ class WhepViewer:
         def _on_track(track: MediaStreamTrack) -> None:
             self._tasks.append(asyncio.ensure_future(self._consume(track)))
 
+    @property
+    def whep_url(self) -> str:
+        return self.url
+
     async def start(self) -> None:
         self.pc.addTransceiver("video", direction="recvonly")
         self.pc.addTransceiver("audio", direction="recvonly")
-        aiortc_compat.restrict_host_addresses(self.pc, self._host_addresses)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        response = await self._http.post(
-            self.whep_url,
-            content=self.pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {self._grant}"},
-        )
-        if response.status_code != 201:
-            raise WhipError(f"relay answered {response.status_code}: {_detail(response)}")
-        self.session_url = str(httpx.URL(self.whep_url).join(response.headers["location"]))
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+        await self._negotiate()
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -77,12 +64,6 @@ class WhepViewer:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     async def stop(self) -> None:
-        if self.session_url is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self._http.delete(self.session_url, headers={"Authorization": f"Bearer {self._grant}"})
-            self.session_url = None
-        await self.pc.close()
+        await super().stop()
         for task in self._tasks:
             task.cancel()
-        if self._owns_http:
-            await self._http.aclose()
