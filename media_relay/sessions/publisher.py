@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiortc import RTCRtpReceiver, RTCSessionDescription
@@ -13,7 +12,8 @@ from aiortc.sdp import SessionDescription
 from media_relay import aiortc_compat
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.forwarding.reassembly import CodecInfo, FrameAssembler, NackTracker
-from media_relay.sessions.rtc import answer, apply_trickle, new_peer_connection
+from media_relay.sessions.peer import PeerSession
+from media_relay.sessions.rtc import answer
 from media_relay.sessions.stream import LiveStream
 from zhihui.grants import PublishGrant
 from zhihui.settings import RelaySettings
@@ -36,7 +36,9 @@ def negotiated_codecs(sdp: str) -> dict[MediaKind, dict[int, CodecInfo]]:
     return codecs
 
 
-class PublisherSession:
+class PublisherSession(PeerSession[PublishGrant]):
+    kind = "publisher"
+
     def __init__(
         self,
         *,
@@ -44,16 +46,10 @@ class PublisherSession:
         settings: RelaySettings,
         on_closed: Callable[[PublisherSession], Awaitable[None]],
     ) -> None:
-        self.id = uuid.uuid4().hex
-        self.grant = grant
+        super().__init__(grant=grant, settings=settings, on_closed=on_closed)
         self.stream: LiveStream | None = None
-        self._settings = settings
-        self._on_closed = on_closed
-        self._pc = new_peer_connection(settings)
         self._video_receiver: RTCRtpReceiver | None = None
-        self._closed = False
         self.ended_by_client = False
-        self._close_task: asyncio.Task[None] | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._loss = asyncio.Event()
         self.codecs: dict[MediaKind, str] = {}
@@ -63,11 +59,6 @@ class PublisherSession:
             max_age=settings.max_wait_ms / 1000 + 0.2,
             on_loss=self._loss.set,
         )
-
-        @self._pc.on("connectionstatechange")
-        def _on_state() -> None:
-            if self._pc.connectionState in ("failed", "closed") and self._close_task is None:
-                self._close_task = asyncio.ensure_future(self.close())
 
     async def negotiate(self, offer_sdp: str) -> str:
         """Apply the publisher's offer and return the answer. Raises ValueError on a bad offer."""
@@ -125,18 +116,6 @@ class PublisherSession:
         if self._video_receiver is not None and not self._closed:
             await aiortc_compat.request_keyframe(self._video_receiver)
 
-    async def trickle(self, fragment: str) -> int:
-        """Add the client's late ICE candidates (WHIP/WHEP PATCH)."""
-        return await apply_trickle(self._pc, fragment)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
         if self._retry_task is not None:
             self._retry_task.cancel()
-        await self._pc.close()
-        try:
-            await self._on_closed(self)
-        except Exception:
-            logger.exception("publisher session %s: close handler failed", self.id)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiortc import RTCRtpSender, RTCSessionDescription
 
 from media_relay.forwarding.fanout import ForwardTrack
 from media_relay.forwarding.frames import MediaKind
-from media_relay.sessions.rtc import answer, apply_trickle, new_peer_connection
+from media_relay.sessions.peer import PeerSession
+from media_relay.sessions.rtc import answer
 from media_relay.sessions.stream import LiveStream
 from zhihui.grants import ViewGrant
 from zhihui.settings import RelaySettings
@@ -21,7 +20,9 @@ __all__ = ["ViewerSession"]
 logger = logging.getLogger(__name__)
 
 
-class ViewerSession:
+class ViewerSession(PeerSession[ViewGrant]):
+    kind = "viewer"
+
     def __init__(
         self,
         *,
@@ -30,20 +31,9 @@ class ViewerSession:
         settings: RelaySettings,
         on_closed: Callable[[ViewerSession], Awaitable[None]],
     ) -> None:
-        self.id = uuid.uuid4().hex
-        self.grant = grant
+        super().__init__(grant=grant, settings=settings, on_closed=on_closed)
         self.stream = stream
-        self._settings = settings
-        self._on_closed = on_closed
-        self._pc = new_peer_connection(settings)
         self.tracks: dict[MediaKind, ForwardTrack] = {}
-        self._closed = False
-        self._close_task: asyncio.Task[None] | None = None
-
-        @self._pc.on("connectionstatechange")
-        def _on_state() -> None:
-            if self._pc.connectionState in ("failed", "closed") and self._close_task is None:
-                self._close_task = asyncio.ensure_future(self.close())
 
     async def negotiate(self, offer_sdp: str) -> str:
         """Offer the stream's tracks in the publisher's codecs; return the answer.
@@ -76,20 +66,8 @@ class ViewerSession:
         """aiortc's statistics for this connection (RTT and loss from the viewer's reports)."""
         return dict(await self._pc.getStats())
 
-    async def trickle(self, fragment: str) -> int:
-        """Add the client's late ICE candidates (WHIP/WHEP PATCH)."""
-        return await apply_trickle(self._pc, fragment)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _release(self) -> None:
         for kind, track in self.tracks.items():
             self.stream.fanouts[kind].detach(track)
             track.stop()
         self.stream.viewers.discard(self)
-        await self._pc.close()
-        try:
-            await self._on_closed(self)
-        except Exception:
-            logger.exception("viewer session %s: close handler failed", self.id)
