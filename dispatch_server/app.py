@@ -50,8 +50,6 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     context = context or create_context(settings)
 
     async def on_relay_event(event: StreamUp | StreamDown | StreamHealth) -> None:
-        if isinstance(event, StreamHealth):
-            return  # the dispatch side of R8 (alerts) is not wired yet; /relay/stats shows health
         async with context.db.sessions() as db_session:
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -21,6 +22,7 @@ __all__ = [
     "ReadyMessage",
     "ServerMessage",
     "StreamDownMessage",
+    "StreamHealthMessage",
     "StreamUpMessage",
     "client_message",
     "event_message",
@@ -102,18 +104,27 @@ class StreamDownMessage(_Event):
     stream_id: str
 
 
+class StreamHealthMessage(_Event):
+    """A stream's picture went bad or recovered (R8): frozen, black, covered, no_video."""
+
+    type: Literal["stream_health"] = "stream_health"
+    stream_id: str
+    flags: list[str]
+    at: datetime
+
+
 class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
 
 
 EventMessage = Annotated[
-    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage,
+    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage | StreamHealthMessage,
     Field(discriminator="type"),
 ]
 """What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
 event_message: TypeAdapter[
-    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage
+    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage | StreamHealthMessage
 ] = TypeAdapter(EventMessage)
 
 ServerMessage = Annotated[
@@ -122,6 +133,7 @@ ServerMessage = Annotated[
     | DirectiveUpdateMessage
     | StreamUpMessage
     | StreamDownMessage
+    | StreamHealthMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]
@@ -131,5 +143,6 @@ server_message: TypeAdapter[
     | DirectiveUpdateMessage
     | StreamUpMessage
     | StreamDownMessage
+    | StreamHealthMessage
     | ErrorMessage
 ] = TypeAdapter(ServerMessage)

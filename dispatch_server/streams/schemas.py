@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from dispatch_server.people.schemas import UserOut
 
@@ -10,13 +10,15 @@ from dispatch_server.people.schemas import UserOut
 class StreamOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    stream_id: str = Field(validation_alias="id")
+    # "id" on the ORM row, "stream_id" when read back from JSON (the event log).
+    stream_id: str = Field(validation_alias=AliasChoices("id", "stream_id"))
     officer: UserOut
     device: str
     started_at: datetime | None
     ended_at: datetime | None
     video_codec: str | None
     audio_codec: str | None
+    health: list[str] = Field(default_factory=list, description="Video health flags (R8); empty: fine.")
     whep_url: str = ""
 
 

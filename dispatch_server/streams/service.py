@@ -13,10 +13,10 @@ from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import Bus, command_channel
 from dispatch_server.realtime.eventlog import LoggedEvent
-from dispatch_server.realtime.messages import StreamDownMessage, StreamUpMessage
-from dispatch_server.streams.models import Stream
+from dispatch_server.realtime.messages import StreamDownMessage, StreamHealthMessage, StreamUpMessage
+from dispatch_server.streams.models import Stream, StreamHealthRecord
 from dispatch_server.streams.schemas import StreamOut
-from media_relay.events import StreamDown, StreamUp
+from media_relay.events import StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner
 
 __all__ = ["grant_publish", "grant_view", "list_live", "record_relay_event", "stream_out"]
@@ -65,15 +65,23 @@ async def list_live(*, db_session: AsyncSession) -> list[Stream]:
 
 
 async def record_relay_event(
-    *, db_session: AsyncSession, bus: Bus, event: StreamUp | StreamDown, relay_url: str
+    *, db_session: AsyncSession, bus: Bus, event: StreamUp | StreamDown | StreamHealth, relay_url: str
 ) -> None:
     """SQL first (the change and its event in one transaction), then push to the command room."""
     await eventlog.hold(db_session=db_session)
     stream = await db_session.get(Stream, event.stream_id)
     if stream is None:
         return  # a grant this server never issued: nothing to show
-    message: StreamUpMessage | StreamDownMessage
-    if isinstance(event, StreamUp):
+    message: StreamUpMessage | StreamDownMessage | StreamHealthMessage
+    if isinstance(event, StreamHealth):
+        record = await db_session.get(StreamHealthRecord, stream.id)
+        if record is None:
+            record = StreamHealthRecord(stream_id=stream.id)
+            db_session.add(record)
+        record.flags = ",".join(event.flags)
+        record.changed_at = event.at
+        message = StreamHealthMessage(stream_id=stream.id, flags=event.flags, at=event.at)
+    elif isinstance(event, StreamUp):
         stream.started_at = stream.started_at or event.started_at
         stream.ended_at = None
         stream.end_reason = None

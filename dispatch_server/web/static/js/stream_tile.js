@@ -20,6 +20,13 @@ function isPermanent(error) {
   return error && (error.status === 401 || error.status === 403);
 }
 
+const HEALTH_LABELS = {
+  frozen: "FROZEN 画面冻结",
+  black: "BLACK 黑屏",
+  covered: "COVERED 遮挡",
+  no_video: "NO VIDEO 无画面",
+};
+
 export class StreamTile {
   /**
    * @param stream  `{stream_id, officer, started_at, whep_url}` from the API
@@ -52,6 +59,7 @@ export class StreamTile {
     this.retryButton = el("button", { type: "button", class: "btn btn-small tile-retry", hidden: true }, "Retry 重试");
     this.audioButton = el("button", { type: "button", class: "btn btn-small tile-audio", "aria-pressed": "false" }, "Listen 监听");
     this.nameNode = el("span", { class: "tile-name" }, this.name);
+    this.healthNode = el("span", { class: "badge badge-health", hidden: true, role: "status" });
     this.sinceNode = el("span", { class: "tile-since" });
 
     const tile = el(
@@ -63,11 +71,13 @@ export class StreamTile {
         "div",
         { class: "tile-bar" },
         el("span", { class: "badge badge-live" }, "LIVE"),
+        this.healthNode,
         this.nameNode,
         this.sinceNode,
         this.audioButton,
       ),
     );
+    this.element = tile;
     this.update(this.stream);
 
     this.retryButton.addEventListener("click", () => this.connect());
@@ -86,6 +96,16 @@ export class StreamTile {
     this.element?.setAttribute("aria-label", `${this.name} live`);
     const since = formatTime(this.stream.started_at);
     this.sinceNode.textContent = since ? `since ${since}` : "";
+    this.setHealth(this.stream.health || []);
+  }
+
+  /** Show the relay's video health flags (R8): frozen, black, covered, no_video. */
+  setHealth(flags) {
+    this.stream.health = flags;
+    this.element.dataset.health = flags.join(" ");
+    this.element.classList.toggle("is-unhealthy", flags.length > 0);
+    this.healthNode.hidden = flags.length === 0;
+    this.healthNode.textContent = flags.map((flag) => HEALTH_LABELS[flag] || flag).join(" · ");
   }
 
   setState(state, text = "") {

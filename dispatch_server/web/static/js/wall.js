@@ -245,6 +245,9 @@ function onEvent(message) {
       removeStream(message.stream_id, { streamEnded: true });
       schedulePeopleRefresh();
       break;
+    case "stream_health":
+      page.tiles.get(message.stream_id)?.setHealth(message.flags);
+      break;
     case "directive":
     case "directive_update":
       upsertDirective(message.directive);
