@@ -6,6 +6,7 @@ pages, and the media relay mounted at ``/relay`` with its events flowing into th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,8 @@ from zhihui.grants import GrantSigner, GrantVerifier, load_or_create_private_key
 from zhihui.settings import Settings
 
 __all__ = ["create_app", "create_context"]
+
+logger = logging.getLogger(__name__)
 
 
 def create_context(settings: Settings) -> Context:
@@ -61,6 +64,14 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await context.db.start()
         await context.bus.start()
+        if settings.redis_url is None:
+            # One process, one relay: streams still marked live died with the previous run.
+            async with context.db.sessions() as db_session:
+                ended = await streams.end_orphaned_streams(
+                    db_session=db_session, bus=context.bus, reason="relay restart"
+                )
+            if ended:
+                logger.warning("ended %d stream(s) the previous run left live", ended)
         try:
             yield
         finally:

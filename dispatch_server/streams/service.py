@@ -64,6 +64,30 @@ async def list_live(*, db_session: AsyncSession) -> list[Stream]:
     return list((await db_session.scalars(query)).all())
 
 
+async def end_orphaned_streams(*, db_session: AsyncSession, bus: Bus, reason: str) -> int:
+    """End the streams a previous run left live (its relay died with them); return how many.
+
+    Only for one dispatch process with its own relay: with several, another process's relay may
+    still be serving them.
+    """
+    await eventlog.hold(db_session=db_session)
+    orphans = await list_live(db_session=db_session)
+    now = datetime.now(UTC)
+    for stream in orphans:
+        stream.ended_at = now
+        stream.end_reason = reason
+    logged = await eventlog.record(
+        db_session=db_session,
+        events=[
+            LoggedEvent(command_channel(), StreamDownMessage(stream_id=s.id), f"stream:{s.id}")
+            for s in orphans
+        ],
+    )
+    await db_session.commit()
+    await eventlog.publish(bus=bus, events=logged)
+    return len(orphans)
+
+
 async def record_relay_event(
     *, db_session: AsyncSession, bus: Bus, event: StreamUp | StreamDown | StreamHealth, relay_url: str
 ) -> None:
