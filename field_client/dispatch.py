@@ -36,6 +36,9 @@ class DispatchClient:
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=15)
         self.token: str | None = None
         self.user: dict[str, Any] | None = None
+        self.last_event_id: int | None = None
+        """The newest event seen on the websocket: a reconnect resumes after it, missing nothing."""
+        self._credentials: tuple[str, str] | None = None
         self._ws: Any = None
 
     async def close(self) -> None:
@@ -57,6 +60,7 @@ class DispatchClient:
         body = await self._request(
             "POST", "/api/auth/login", json={"username": username, "password": password}
         )
+        self._credentials = (username, password)
         self.token = body["access_token"]
         self.user = body["user"]
         return body["user"]
@@ -79,13 +83,22 @@ class DispatchClient:
         ws_url = "ws" + self.base_url.removeprefix("http") + "/ws"
         delay = 0.5
         while True:
+            refused = False
             try:
                 async with websockets.connect(ws_url, max_size=64 * 1024) as ws:
-                    await ws.send(json.dumps({"type": "auth", "token": self.token}))
+                    auth: dict[str, Any] = {"type": "auth", "token": self.token}
+                    if self.last_event_id is not None:
+                        auth["last_event_id"] = self.last_event_id
+                    await ws.send(json.dumps(auth))
                     self._ws = ws
                     delay = 0.5
                     async for raw in ws:
-                        await on_message(json.loads(raw))
+                        message = json.loads(raw)
+                        self._note_position(message)
+                        await on_message(message)
+            except websockets.ConnectionClosed as exc:
+                refused = exc.rcvd is not None and exc.rcvd.code == 1008
+                logger.warning("directive channel closed (%s); reconnecting", exc)
             except (OSError, websockets.WebSocketException) as exc:
                 logger.warning("directive channel lost (%s); reconnecting", exc)
             finally:
@@ -94,3 +107,16 @@ class DispatchClient:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
+            if refused and self._credentials is not None:
+                # Access tokens last 15 minutes: sign in again and carry on where we were.
+                try:
+                    await self.login(*self._credentials)
+                except DispatchError as exc:
+                    logger.warning("cannot sign in again: %s", exc)
+
+    def _note_position(self, message: dict[str, Any]) -> None:
+        event_id = message.get("event_id")
+        if message.get("type") == "ready" and self.last_event_id is None:
+            event_id = message.get("last_event_id")
+        if isinstance(event_id, int) and (self.last_event_id is None or event_id > self.last_event_id):
+            self.last_event_id = event_id
