@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -19,10 +20,15 @@ from dispatch_server.auth.tokens import TokenService
 from dispatch_server.context import Context
 from dispatch_server.db import Database
 from dispatch_server.directives import views as directive_views
+from dispatch_server.escalation import views as escalation_views
+from dispatch_server.escalation.scheduler import EscalationScheduler
+from dispatch_server.incidents import service as incidents
+from dispatch_server.incidents import views as incident_views
 from dispatch_server.people import views as people_views
 from dispatch_server.realtime import views as realtime_views
 from dispatch_server.realtime.bus import Bus, InProcessBus, RedisBus
 from dispatch_server.realtime.hub import Hub
+from dispatch_server.scheduling.clock import Clock, SystemClock
 from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
 from dispatch_server.web import views as web_views
@@ -49,14 +55,25 @@ def create_context(settings: Settings) -> Context:
     )
 
 
-def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
+def create_app(settings: Settings, context: Context | None = None, clock: Clock | None = None) -> FastAPI:
+    """The app; ``clock`` is the time every rule runs on (the system's unless a test gives one)."""
     context = context or create_context(settings)
+    clock = clock or SystemClock()
+    scheduler = EscalationScheduler(
+        db=context.db,
+        bus=context.bus,
+        clock=clock,
+        leader_after=timedelta(seconds=settings.escalation.leader_after_seconds),
+        poll=timedelta(seconds=settings.escalation.poll_seconds),
+    )
 
     async def on_relay_event(event: StreamUp | StreamDown | StreamHealth) -> None:
         async with context.db.sessions() as db_session:
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
             )
+        if not isinstance(event, StreamHealth):
+            await _note_stream_on_incidents(context, event, clock)
 
     relay = create_relay_app(settings, GrantVerifier(context.grants.public_key), events=on_relay_event)
 
@@ -72,9 +89,11 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
                 )
             if ended:
                 logger.warning("ended %d stream(s) the previous run left live", ended)
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             # Mounted apps get no lifespan of their own: stop the relay from here.
             await relay.state.registry.stop()
             await context.bus.stop()
@@ -89,11 +108,15 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.context = context
+    app.state.clock = clock
+    app.state.scheduler = scheduler
     errors.install(app)
     for router in (
         auth_views.router,
         people_views.router,
         directive_views.router,
+        incident_views.router,
+        escalation_views.router,
         stream_views.router,
         realtime_views.router,
         web_views.router,
@@ -102,3 +125,22 @@ def create_app(settings: Settings, context: Context | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")
     app.mount("/relay", relay, name="relay")
     return app
+
+
+async def _note_stream_on_incidents(context: Context, event: StreamUp | StreamDown, clock: Clock) -> None:
+    """A stream of an officer on open incidents went up or down: on their timelines (R5)."""
+    from dispatch_server.streams.models import Stream
+
+    try:
+        async with context.db.sessions() as db_session:
+            stream = await db_session.get(Stream, event.stream_id)
+            if stream is not None:
+                await incidents.record_stream_change(
+                    db_session=db_session,
+                    stream_id=stream.id,
+                    officer=stream.officer,
+                    up=isinstance(event, StreamUp),
+                    at=clock.now(),
+                )
+    except Exception:
+        logger.exception("could not note stream %s on its incidents' timelines", event.stream_id)

@@ -199,6 +199,66 @@ def _problems(count: int) -> str:
     return f"{count} problem{'' if count == 1 else 's'}"
 
 
+user_app = typer.Typer(help="Accounts: people who sign in.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+async def _add_user(settings: Settings, username: str, display_name: str, role: str, password: str) -> int:
+    from dispatch_server.db import Database
+    from dispatch_server.people import service as people
+    from dispatch_server.people.models import Role
+
+    db = Database(settings.effective_database_url)
+    try:
+        await db.start()
+        async with db.sessions() as db_session:
+            person = await people.create(
+                db_session=db_session,
+                username=username.strip().lower(),
+                display_name=display_name,
+                role=Role(role),
+                password=password,
+            )
+            await db_session.commit()
+            return person.id
+    finally:
+        await db.stop()
+
+
+ROLE_NAMES = ("field_officer", "duty_officer", "commander", "leader", "upper_observer", "external", "admin")
+
+
+@user_app.command("add")
+def add_user(
+    username: Annotated[str, typer.Argument(help="Lower-case letters, digits, '.', '_' or '-'.")],
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLE_NAMES)}.")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the username).")] = None,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="ZHIHUI_NEW_USER_PASSWORD",
+            help="At least 8 characters. Asked for when not given (or set ZHIHUI_NEW_USER_PASSWORD).",
+        ),
+    ] = "",
+) -> None:
+    """Create an account in the configured database (argon2-hashed password)."""
+    from dispatch_server.errors import DomainError
+
+    if role not in ROLE_NAMES:
+        console.print(f"[red]Unknown role {role!r}: one of {', '.join(ROLE_NAMES)}.[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        person_id = asyncio.run(_add_user(settings, username, name or username, role, password))
+    except DomainError as exc:
+        console.print(f"[red]Not created: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Created {role} {username.strip().lower()} (id {person_id}).")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets hidden)."""

@@ -24,6 +24,7 @@ from pydantic_settings import (
 __all__ = [
     "AuthSettings",
     "Environment",
+    "EscalationSettings",
     "HttpSettings",
     "IceServer",
     "RecordingSettings",
@@ -127,6 +128,23 @@ class RecordingSettings(_Section):
     )
 
 
+class EscalationSettings(_Section):
+    leader_after_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="After escalating a missed acknowledgement to the incident's commander (or the "
+        "issuer), wait this long for it before escalating to the leader on duty.",
+    )
+    poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each dispatch process looks for timers other processes started; bounds "
+        "how late an escalation can fire.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Zhihui can be told. Every field can be set by environment variable."""
 
@@ -147,6 +165,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     relay: RelaySettings = RelaySettings()
     recording: RecordingSettings = RecordingSettings()
+    escalation: EscalationSettings = EscalationSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -13,7 +14,7 @@ from dispatch_server.context import Context
 from dispatch_server.errors import Forbidden, Unauthorized
 from dispatch_server.people.models import Person, Role
 
-__all__ = ["Ctx", "CurrentUser", "DbSession", "require_roles"]
+__all__ = ["Ctx", "CurrentUser", "DbSession", "Now", "require_roles"]
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /api/auth/login")
 
@@ -23,6 +24,14 @@ def get_context(request: Request) -> Context:
 
 
 Ctx = Annotated[Context, Depends(get_context)]
+
+
+def current_time(request: Request) -> datetime:
+    """The time by the app's one clock (``app.state.clock``), so that tests can move it."""
+    return request.app.state.clock.now()  # type: ignore[no-any-return]
+
+
+Now = Annotated[datetime, Depends(current_time)]
 
 
 async def get_db_session(context: Ctx) -> AsyncIterator[AsyncSession]:

@@ -7,6 +7,8 @@ from sqlalchemy import Enum, ForeignKey, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dispatch_server.db import Base, UtcDateTime, utcnow
+from dispatch_server.escalation.models import AckTimer
+from dispatch_server.incidents.models import DirectiveIncident
 from dispatch_server.people.models import Person
 
 
@@ -31,6 +33,12 @@ class Directive(Base):
     targets: Mapped[list[DirectiveTarget]] = relationship(
         back_populates="directive", lazy="selectin", order_by="DirectiveTarget.id"
     )
+    incident_link: Mapped[DirectiveIncident | None] = relationship(lazy="joined")
+
+    @property
+    def incident_id(self) -> int | None:
+        """The incident it was issued on, if any."""
+        return self.incident_link.incident_id if self.incident_link is not None else None
 
 
 class DirectiveTarget(Base):
@@ -50,3 +58,9 @@ class DirectiveTarget(Base):
 
     directive: Mapped[Directive] = relationship(back_populates="targets")
     person: Mapped[Person] = relationship(lazy="joined")
+    timer: Mapped[AckTimer | None] = relationship(lazy="joined")
+
+    @property
+    def escalations(self) -> int:
+        """How many times its missing acknowledgement has been escalated (0, 1 or 2)."""
+        return self.timer.level if self.timer is not None else 0

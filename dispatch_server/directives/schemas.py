@@ -11,10 +11,18 @@ from dispatch_server.people.schemas import UserOut
 class DirectiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_ids: list[int] = Field(min_length=1, max_length=500, description="People to send it to.")
+    target_ids: list[int] = Field(
+        default_factory=list,
+        max_length=500,
+        description="People to send it to. Empty with an incident_id: everyone on the incident.",
+    )
+    incident_id: int | None = Field(None, description="The incident it belongs to.")
     text: str = Field(min_length=1, max_length=2000, description="What they must do.")
     ack_deadline_seconds: int = Field(
-        120, gt=0, le=24 * 3600, description="How long each target has to acknowledge it."
+        120,
+        gt=0,
+        le=24 * 3600,
+        description="How long each target has to acknowledge it; then it is escalated.",
     )
 
 
@@ -25,6 +33,7 @@ class TargetOut(BaseModel):
     state: TargetState
     delivered_at: datetime | None
     acknowledged_at: datetime | None
+    escalations: int = Field(0, description="How often a missing acknowledgement was escalated (0-2).")
 
 
 class DirectiveOut(BaseModel):
@@ -35,4 +44,5 @@ class DirectiveOut(BaseModel):
     issuer: UserOut
     created_at: datetime
     deadline: datetime
+    incident_id: int | None = None
     targets: list[TargetOut]

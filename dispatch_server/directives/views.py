@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, require_roles
+from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, Now, require_roles
 from dispatch_server.directives import service
 from dispatch_server.directives.schemas import DirectiveIn, DirectiveOut
 from dispatch_server.people.models import COMMAND_ROLES, Person
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/api/directives", tags=["directives"])
 async def issue(
     body: DirectiveIn,
     context: Ctx,
+    now: Now,
     db_session: DbSession,
     user: Annotated[Person, Depends(require_roles(*COMMAND_ROLES))],
 ) -> DirectiveOut:
@@ -26,24 +27,27 @@ async def issue(
         target_ids=body.target_ids,
         text=body.text,
         ack_deadline_seconds=body.ack_deadline_seconds,
+        incident_id=body.incident_id,
+        now=now,
     )
     await eventlog.publish(bus=context.bus, events=events)
     return DirectiveOut.model_validate(directive)
 
 
 @router.get("", response_model=list[DirectiveOut], summary="Directives I issued or received")
-async def list_directives(db_session: DbSession, user: CurrentUser) -> list[DirectiveOut]:
-    return [
-        DirectiveOut.model_validate(d) for d in await service.list_for(db_session=db_session, person=user)
-    ]
+async def list_directives(
+    db_session: DbSession, user: CurrentUser, incident_id: int | None = None
+) -> list[DirectiveOut]:
+    directives = await service.list_for(db_session=db_session, person=user, incident_id=incident_id)
+    return [DirectiveOut.model_validate(d) for d in directives]
 
 
 @router.post("/{directive_id}/ack", response_model=DirectiveOut, summary="Acknowledge a directive")
 async def acknowledge(
-    directive_id: int, context: Ctx, db_session: DbSession, user: CurrentUser
+    directive_id: int, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
     directive, events = await service.acknowledge(
-        db_session=db_session, directive_id=directive_id, person_id=user.id
+        db_session=db_session, directive_id=directive_id, person_id=user.id, now=now
     )
     await eventlog.publish(bus=context.bus, events=events)
     return DirectiveOut.model_validate(directive)

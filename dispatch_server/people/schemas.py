@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.people.models import Role
 
@@ -16,3 +16,21 @@ class UserOut(BaseModel):
 
 class PersonOut(UserOut):
     online: bool = False
+
+
+class PersonIn(BaseModel):
+    """A new account (admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(
+        min_length=2,
+        max_length=64,
+        pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$",
+        description="Lower-case letters, digits, '.', '_' or '-'.",
+    )
+    display_name: str = Field(min_length=1, max_length=128)
+    role: Role
+    password: str = Field(
+        min_length=8, max_length=256, description="At least 8 characters; kept as an argon2 hash."
+    )

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from dispatch_server.directives.schemas import DirectiveOut
+from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.streams.schemas import StreamOut
 
@@ -18,6 +19,7 @@ __all__ = [
     "DirectiveMessage",
     "DirectiveUpdateMessage",
     "ErrorMessage",
+    "EscalationMessage",
     "EventMessage",
     "ReadyMessage",
     "ServerMessage",
@@ -113,18 +115,37 @@ class StreamHealthMessage(_Event):
     at: datetime
 
 
+class EscalationMessage(_Event):
+    """A target did not acknowledge a directive in time, and it was escalated (R4, R6): for the
+    command room, with the directive as it stands."""
+
+    type: Literal["escalation"] = "escalation"
+    escalation: EscalationOut
+    directive: DirectiveOut
+
+
 class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
 
 
 EventMessage = Annotated[
-    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage | StreamHealthMessage,
+    DirectiveMessage
+    | DirectiveUpdateMessage
+    | StreamUpMessage
+    | StreamDownMessage
+    | StreamHealthMessage
+    | EscalationMessage,
     Field(discriminator="type"),
 ]
 """What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
 event_message: TypeAdapter[
-    DirectiveMessage | DirectiveUpdateMessage | StreamUpMessage | StreamDownMessage | StreamHealthMessage
+    DirectiveMessage
+    | DirectiveUpdateMessage
+    | StreamUpMessage
+    | StreamDownMessage
+    | StreamHealthMessage
+    | EscalationMessage
 ] = TypeAdapter(EventMessage)
 
 ServerMessage = Annotated[
@@ -134,6 +155,7 @@ ServerMessage = Annotated[
     | StreamUpMessage
     | StreamDownMessage
     | StreamHealthMessage
+    | EscalationMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]
@@ -144,5 +166,6 @@ server_message: TypeAdapter[
     | StreamUpMessage
     | StreamDownMessage
     | StreamHealthMessage
+    | EscalationMessage
     | ErrorMessage
 ] = TypeAdapter(ServerMessage)

@@ -1,0 +1,68 @@
+"""Escalation (R4, R6): a directive's target that has not acknowledged by the deadline is reported
+to the incident's commander (else the issuer), then to the leader on duty."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from dispatch_server.db import Base, UtcDateTime
+from dispatch_server.people.models import Person
+
+
+class EscalationLevel(enum.StrEnum):
+    """Whom an escalation goes to, in the order they are tried."""
+
+    COMMANDER = "commander"
+    """The incident's commander, or the directive's issuer when it has none."""
+    LEADER = "leader"
+    """The court leader on duty."""
+
+
+LEVELS = (EscalationLevel.COMMANDER, EscalationLevel.LEADER)
+"""``AckTimer.level`` n means the first n of these have fired."""
+
+
+class AckTimer(Base):
+    """When a directive target's next escalation is due: the scheduler's whole state, in SQL, so
+    that it survives restarts and is shared by every dispatch process.
+
+    ``level`` counts the escalations made so far; ``due_at`` is None once there is nothing left to
+    do (acknowledged, or escalated to the top). Claiming an escalation is one conditional UPDATE
+    on ``(target_id, level)``: whichever process makes it fires it, the others change nothing."""
+
+    __tablename__ = "ack_timer"
+
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("directive_target.id", ondelete="CASCADE"), primary_key=True
+    )
+    directive_id: Mapped[int] = mapped_column(ForeignKey("directive.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    level: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+
+
+class Escalation(Base):
+    """One escalation as it fired."""
+
+    __tablename__ = "escalation"
+    __table_args__ = (UniqueConstraint("directive_id", "person_id", "level"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    directive_id: Mapped[int] = mapped_column(ForeignKey("directive.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    """The target that did not acknowledge in time."""
+    level: Mapped[EscalationLevel] = mapped_column(Enum(EscalationLevel, native_enum=False, length=16))
+    to_person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), default=None)
+    """Whom it went to; None when there was nobody (no leader registered): the command room saw it."""
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), default=None, index=True)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    fired_by: Mapped[str] = mapped_column(String(128), default="")
+    """Which dispatch process fired it (host:pid), for the operators."""
+
+    person: Mapped[Person] = relationship(foreign_keys=[person_id], lazy="joined")
+    to_person: Mapped[Person | None] = relationship(foreign_keys=[to_person_id], lazy="joined")
