@@ -131,6 +131,10 @@ function renderTarget(target) {
     el("span", { class: "target-name" }, person.display_name || person.username || `#${person.id}`),
     el("span", { class: `state state-${target.state}` }, target.state),
     when ? el("time", { class: "target-time", datetime: target.acknowledged_at || target.delivered_at }, when) : null,
+    target.escalations > 0
+      ? el("span", { class: "state state-escalated", title: "Not acknowledged in time: escalated" },
+        `escalated ×${target.escalations} 已上报`)
+      : null,
   );
 }
 
@@ -250,6 +254,7 @@ function onEvent(message) {
       break;
     case "directive":
     case "directive_update":
+    case "escalation": // a target missed its deadline: the directive shows how often it was escalated
       upsertDirective(message.directive);
       break;
     case "error":

@@ -1,0 +1,243 @@
+"""R17: every role against every REST endpoint, the status each must get. The endpoints come from
+the app's own OpenAPI document: a new endpoint without a row here fails the test, so nobody adds
+one without deciding who may call it. People of every role are made with ``zhihui user add`` and
+the admin-only ``POST /api/people``."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ApiClient
+from tests.support import ZhihuiProcess, running_zhihui, zhihui_env
+
+ROLES = ("field_officer", "duty_officer", "commander", "leader", "upper_observer", "external", "admin")
+COLUMNS = ("anonymous", *ROLES)
+PASSWORD = "rbac-password-1"
+
+
+@dataclass
+class World:
+    """The people of every role, and what the requests name."""
+
+    zhihui: ZhihuiProcess
+    people: dict[str, ApiClient]
+    stream_id: str = ""
+
+    def client(self, column: str) -> httpx.Client:
+        if column == "anonymous":
+            return httpx.Client(base_url=self.zhihui.base_url, timeout=15)
+        return self.people[column].http
+
+    def id(self, role: str) -> int:
+        return self.people[role].id
+
+    def incident(self) -> int:
+        """A new incident with the field officer on it, shared with the observer."""
+        admin = self.people["admin"].http
+        body = {"kind": "major", "title": "RBAC", "officer_ids": [self.id("field_officer")]}
+        incident_id = int(admin.post("/api/incidents", json=body).json()["id"])
+        admin.post(f"/api/incidents/{incident_id}/shares", json={"person_ids": [self.id("upper_observer")]})
+        return incident_id
+
+    def directive(self) -> int:
+        body = {"target_ids": [self.id("field_officer")], "text": "RBAC"}
+        return int(self.people["admin"].http.post("/api/directives", json=body).json()["id"])
+
+
+@dataclass(frozen=True)
+class Row:
+    """One endpoint: how to call it, and the status each column must get."""
+
+    expect: dict[str, int]
+    params: Callable[[World], dict[str, Any]] = lambda world: {}
+    body: Callable[[World, str], Any] | None = None
+
+
+def allow(ok: int, who: set[str], denied: int = 403) -> dict[str, int]:
+    """``ok`` for the roles in ``who``, ``denied`` for the others, 401 without a token."""
+    return {"anonymous": 401} | {role: ok if role in who else denied for role in ROLES}
+
+
+EVERYONE = set(ROLES)
+WATCH = {"commander", "leader", "duty_officer", "admin"}
+COMMAND = {"commander", "leader", "admin"}
+MANAGE = COMMAND | {"duty_officer"}
+READ_INCIDENTS = WATCH | {"field_officer", "upper_observer"}
+NOTES = WATCH | {"field_officer"}
+
+
+def _incident(world: World) -> dict[str, Any]:
+    return {"incident_id": world.incident()}
+
+
+def _incident_and_officer(world: World) -> dict[str, Any]:
+    return {"incident_id": world.incident(), "person_id": world.id("field_officer")}
+
+
+def _incident_and_observer(world: World) -> dict[str, Any]:
+    return {"incident_id": world.incident(), "person_id": world.id("upper_observer")}
+
+
+def _new_person(world: World, column: str) -> dict[str, Any]:
+    username = f"new-{secrets.token_hex(4)}"
+    return {"username": username, "display_name": username, "role": "field_officer", "password": PASSWORD}
+
+
+MATRIX: dict[tuple[str, str], Row] = {
+    ("POST", "/api/auth/login"): Row(
+        expect={"anonymous": 401} | {role: 200 for role in ROLES},
+        body=lambda world, column: {
+            "username": world.people[column].user["username"] if column in ROLES else "nobody",
+            "password": PASSWORD,
+        },
+    ),
+    ("GET", "/api/me"): Row(allow(200, EVERYONE)),
+    ("GET", "/api/people"): Row(allow(200, WATCH)),
+    ("POST", "/api/people"): Row(allow(201, {"admin"}), body=_new_person),
+    ("POST", "/api/grants/publish"): Row(
+        allow(200, {"field_officer"}), body=lambda w, c: {"device": "phone"}
+    ),
+    ("POST", "/api/grants/view"): Row(allow(200, WATCH), body=lambda w, c: {"stream_ids": [w.stream_id]}),
+    ("GET", "/api/streams"): Row(allow(200, WATCH)),
+    ("POST", "/api/directives"): Row(
+        allow(201, COMMAND),
+        body=lambda w, c: {
+            "target_ids": [w.id("field_officer")],
+            "text": "Matrix",
+            "ack_deadline_seconds": 600,
+        },
+    ),
+    ("GET", "/api/directives"): Row(allow(200, EVERYONE)),
+    ("POST", "/api/directives/{directive_id}/ack"): Row(  # only its target; to others it is not there
+        allow(200, {"field_officer"}, denied=404), params=lambda w: {"directive_id": w.directive()}
+    ),
+    ("GET", "/api/escalations"): Row(allow(200, WATCH)),
+    ("POST", "/api/incidents"): Row(
+        allow(201, MANAGE), body=lambda w, c: {"kind": "routine", "title": "Matrix"}
+    ),
+    ("GET", "/api/incidents"): Row(allow(200, READ_INCIDENTS)),
+    ("GET", "/api/incidents/{incident_id}"): Row(allow(200, READ_INCIDENTS), params=_incident),
+    ("PATCH", "/api/incidents/{incident_id}"): Row(
+        allow(200, MANAGE), params=_incident, body=lambda w, c: {"place": "Court 3"}
+    ),
+    ("POST", "/api/incidents/{incident_id}/officers"): Row(
+        allow(200, MANAGE), params=_incident, body=lambda w, c: {"person_ids": [w.id("field_officer")]}
+    ),
+    ("DELETE", "/api/incidents/{incident_id}/officers/{person_id}"): Row(
+        allow(200, MANAGE), params=_incident_and_officer
+    ),
+    ("GET", "/api/incidents/{incident_id}/shares"): Row(allow(200, COMMAND), params=_incident),
+    ("POST", "/api/incidents/{incident_id}/shares"): Row(
+        allow(200, COMMAND), params=_incident, body=lambda w, c: {"person_ids": [w.id("upper_observer")]}
+    ),
+    ("DELETE", "/api/incidents/{incident_id}/shares/{person_id}"): Row(
+        allow(204, COMMAND), params=_incident_and_observer
+    ),
+    ("GET", "/api/incidents/{incident_id}/timeline"): Row(allow(200, READ_INCIDENTS), params=_incident),
+    ("POST", "/api/incidents/{incident_id}/notes"): Row(
+        allow(201, NOTES), params=_incident, body=lambda w, c: {"text": "Matrix note"}
+    ),
+}
+
+
+def _user_add(
+    zhihui: ZhihuiProcess, username: str, role: str, password: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zhihui.cli",
+            "user",
+            "add",
+            username,
+            "--role",
+            role,
+            "--name",
+            username.title(),
+        ],
+        cwd=zhihui.workdir,
+        env=zhihui_env(zhihui.workdir),
+        input=f"{password}\n{password}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with running_zhihui(tmp_path_factory.mktemp("rbac")) as zhihui:
+        assert zhihui.admin_password is not None
+        admin = ApiClient(zhihui.base_url, "admin", zhihui.admin_password)
+        usernames = {role: f"{role.replace('_', '-')}-1" for role in ROLES}
+        # One person made on the command line, the others by the admin over the API.
+        added = _user_add(zhihui, usernames["duty_officer"], "duty_officer", PASSWORD)
+        assert added.returncode == 0, added.stdout + added.stderr
+        for role in ROLES:
+            if role != "duty_officer":
+                created = admin.http.post("/api/people", json=_account(usernames[role], role))
+                assert created.status_code == 201, created.text
+        people = {role: ApiClient(zhihui.base_url, usernames[role], PASSWORD) for role in ROLES}
+        world = World(zhihui=zhihui, people=people)
+        world.stream_id = (
+            people["field_officer"].http.post("/api/grants/publish", json={}).json()["stream_id"]
+        )
+        yield world
+
+
+def _account(username: str, role: str) -> dict[str, str]:
+    return {"username": username, "display_name": username.title(), "role": role, "password": PASSWORD}
+
+
+def test_every_endpoint_has_a_row_for_every_role(world: World) -> None:
+    document = httpx.get(f"{world.zhihui.base_url}/api/openapi.json").json()
+    routes = {
+        (method.upper(), path)
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    assert routes - set(MATRIX) == set(), "endpoints without a row in MATRIX: decide who may call them"
+    assert set(MATRIX) - routes == set(), "rows for endpoints that no longer exist"
+    assert all(set(row.expect) == set(COLUMNS) for row in MATRIX.values())
+
+
+@pytest.mark.parametrize(("method", "path"), list(MATRIX), ids=[f"{m} {p}" for m, p in MATRIX])
+def test_each_role_gets_the_expected_status(world: World, method: str, path: str) -> None:
+    row = MATRIX[(method, path)]
+    got = {}
+    for column in COLUMNS:
+        url = path.format(**row.params(world)) if "{" in path else path
+        body = row.body(world, column) if row.body else None
+        response = world.client(column).request(method, url, json=body)
+        got[column] = response.status_code
+        if response.status_code >= 400:
+            assert "detail" in response.json(), response.text  # a clear message, never a stack trace
+    assert got == row.expect
+
+
+def test_user_add_refuses_bad_input_and_duplicates(world: World) -> None:
+    duplicate = _user_add(world.zhihui, "duty-officer-1", "duty_officer", PASSWORD)
+    assert duplicate.returncode == 1 and "taken" in duplicate.stdout
+    assert _user_add(world.zhihui, "someone", "janitor", PASSWORD).returncode == 2
+    short = _user_add(world.zhihui, "someone", "leader", "short")
+    assert short.returncode == 1 and "8 characters" in short.stdout
+    refused = world.people["admin"].http.post(
+        "/api/people",
+        json={"username": "Bad Name", "display_name": "x", "role": "leader", "password": PASSWORD},
+    )
+    assert refused.status_code == 422
+    taken = world.people["admin"].http.post(
+        "/api/people",
+        json={"username": "duty-officer-1", "display_name": "x", "role": "leader", "password": PASSWORD},
+    )
+    assert taken.status_code == 409
