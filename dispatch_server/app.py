@@ -10,11 +10,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from dispatch_server import errors
+from dispatch_server.archive import service as archive_catalog
+from dispatch_server.archive import views as archive_views
+from dispatch_server.archive.exports import ExportRunner
+from dispatch_server.archive.tickets import ArchiveTickets
+from dispatch_server.audit import views as audit_views
 from dispatch_server.auth import views as auth_views
 from dispatch_server.auth.tokens import TokenService
 from dispatch_server.context import Context
@@ -33,7 +39,7 @@ from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
 from dispatch_server.web import views as web_views
 from media_relay.app import create_relay_app
-from media_relay.events import StreamDown, StreamHealth, StreamUp
+from media_relay.events import AnyRelayEvent, RecordingGap, SegmentSealed, StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner, GrantVerifier, load_or_create_private_key
 from zhihui.settings import Settings
 
@@ -42,8 +48,12 @@ __all__ = ["create_app", "create_context"]
 logger = logging.getLogger(__name__)
 
 
+def _grant_key_file(settings: Settings) -> Path:
+    return settings.auth.grant_private_key_file or settings.data_dir / "grant_ed25519.pem"
+
+
 def create_context(settings: Settings) -> Context:
-    key_file = settings.auth.grant_private_key_file or settings.data_dir / "grant_ed25519.pem"
+    key_file = _grant_key_file(settings)
     bus: Bus = RedisBus(settings.redis_url, settings.redis_prefix) if settings.redis_url else InProcessBus()
     return Context(
         settings=settings,
@@ -67,8 +77,19 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         poll=timedelta(seconds=settings.escalation.poll_seconds),
     )
 
-    async def on_relay_event(event: StreamUp | StreamDown | StreamHealth) -> None:
+    archive = archive_views.Archive(
+        root=settings.recording.root,
+        tickets=ArchiveTickets(load_or_create_private_key(_grant_key_file(settings))),
+        exports=ExportRunner(
+            database=context.db, root=settings.recording.root, folder=settings.data_dir / "exports"
+        ),
+    )
+
+    async def on_relay_event(event: AnyRelayEvent) -> None:
         async with context.db.sessions() as db_session:
+            if isinstance(event, SegmentSealed | RecordingGap):
+                await archive_catalog.catalog_event(db_session=db_session, event=event)
+                return
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
             )
@@ -89,6 +110,13 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
                 )
             if ended:
                 logger.warning("ended %d stream(s) the previous run left live", ended)
+        # The catalog gains what no relay event brought: segments sealed after a crash, events lost
+        # while this server was down (with several nodes, each catalogues its own relay's archive).
+        async with context.db.sessions() as db_session:
+            added = await archive_catalog.reconcile(db_session=db_session, root=settings.recording.root)
+        if added:
+            logger.warning("catalogued %d recording entries found only in the manifests", added)
+        archive.exports.folder.mkdir(parents=True, exist_ok=True)
         scheduler.start()
         try:
             yield
@@ -96,6 +124,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             await scheduler.stop()
             # Mounted apps get no lifespan of their own: stop the relay from here.
             await relay.state.registry.stop()
+            await archive.exports.stop()
             await context.bus.stop()
             await context.db.stop()
 
@@ -108,6 +137,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         redoc_url=None,
     )
     app.state.context = context
+    app.state.archive = archive
     app.state.clock = clock
     app.state.scheduler = scheduler
     errors.install(app)
@@ -120,6 +150,8 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         stream_views.router,
         realtime_views.router,
         web_views.router,
+        audit_views.router,
+        archive_views.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")

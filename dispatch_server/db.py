@@ -73,6 +73,9 @@ class Database:
     async def start(self) -> None:
         """Create what is missing of the schema (tables only: there are no migrations yet)."""
         # Import every domain's models so their tables are known.
+        from dispatch_server.archive import models as _archive  # noqa: F401
+        from dispatch_server.audit import models as _audit  # noqa: F401
+        from dispatch_server.audit.service import ensure_head
         from dispatch_server.directives import models as _directives  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter
@@ -82,6 +85,7 @@ class Database:
             await _lock_schema(connection)
             await connection.run_sync(Base.metadata.create_all)
             await ensure_counter(connection)
+            await ensure_head(connection)
 
     async def stop(self) -> None:
         await self.engine.dispose()

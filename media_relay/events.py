@@ -1,4 +1,4 @@
-"""What the relay tells the dispatch server: streams coming up and going down."""
+"""What the relay tells the dispatch server: streams coming up and going down, segments sealed, gaps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["EventSink", "RelayEvent", "StreamDown", "StreamHealth", "StreamUp"]
+__all__ = [
+    "AnyRelayEvent",
+    "EventSink",
+    "RecordingGap",
+    "RelayEvent",
+    "SegmentSealed",
+    "StreamDown",
+    "StreamHealth",
+    "StreamUp",
+]
 
 
 class StreamUp(BaseModel):
@@ -38,6 +47,48 @@ class StreamHealth(BaseModel):
     flags: list[str]
 
 
-RelayEvent = Annotated[StreamUp | StreamDown | StreamHealth, Field(discriminator="type")]
+class SegmentSealed(BaseModel):
+    """A segment was sealed and chained into its stream's manifest (R2): the catalog's row."""
 
-EventSink = Callable[[StreamUp | StreamDown | StreamHealth], Awaitable[None]]
+    type: Literal["segment_sealed"] = "segment_sealed"
+    stream_id: str
+    officer_id: str
+    """The publisher's person id; empty for a segment sealed after a crash (the relay no longer
+    knows who published it; the dispatch server does)."""
+    file: str
+    """The segment's path relative to the recordings root, with ``/`` separators."""
+    sequence: int
+    started_at: datetime
+    ended_at: datetime
+    media_start: float
+    """Seconds on the recorder's media clock (RTP time)."""
+    media_end: float
+    frames: dict[str, int]
+    """Frames per kind: ``video``, ``audio``."""
+    bytes: int
+    sha256: str
+    recovered: bool = False
+    """Sealed when the relay started again after a crash."""
+    entry_hash: str
+    """SHA-256 of the segment's manifest line: the stream's chain head once it is written."""
+
+
+class RecordingGap(BaseModel):
+    """A stretch of a stream with nothing recorded (publisher dropped, relay restart), as the
+    manifest records it (R2: never hidden)."""
+
+    type: Literal["recording_gap"] = "recording_gap"
+    stream_id: str
+    officer_id: str
+    started_at: datetime | None
+    ended_at: datetime
+    reason: str
+    entry_hash: str
+    """SHA-256 of the gap's manifest line."""
+
+
+AnyRelayEvent = StreamUp | StreamDown | StreamHealth | SegmentSealed | RecordingGap
+
+RelayEvent = Annotated[AnyRelayEvent, Field(discriminator="type")]
+
+EventSink = Callable[[AnyRelayEvent], Awaitable[None]]

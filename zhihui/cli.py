@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +19,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -26,6 +29,7 @@ from rich.table import Table
 from zhihui.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from dispatch_server.archive.package import ExportPlan
     from media_relay.recording.verify import StreamReport
 
 app = typer.Typer(help="Zhihui (指挥): field dispatch and bodycam video command.", no_args_is_help=True)
@@ -257,6 +261,160 @@ def add_user(
         console.print(f"[red]Not created: {exc.message}[/red]")
         raise typer.Exit(1) from None
     console.print(f"Created {role} {username.strip().lower()} (id {person_id}).")
+
+
+def _utc(text: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time; one without a zone is taken as UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        console.print(f"[red]{option} {text!r} is not an ISO 8601 time (e.g. 2026-05-01T09:30:00Z).[/red]")
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _export(
+    settings: Settings,
+    stream_ids: list[str],
+    since: datetime | None,
+    until: datetime | None,
+    officers: list[str],
+    out: Path,
+    progress: Callable[[float], None],
+) -> ExportPlan:
+    import getpass
+
+    from sqlalchemy import select
+
+    from dispatch_server.archive import exports
+    from dispatch_server.archive.package import build_package
+    from dispatch_server.audit import service as audit
+    from dispatch_server.audit.models import AuditAction, Outcome
+    from dispatch_server.db import Database
+    from dispatch_server.errors import DomainError, NotFound
+    from dispatch_server.people.models import Person
+
+    actor = audit.Actor(person_id=None, name=f"cli:{getpass.getuser()}"[:64], role="cli", source="local")
+    db = Database(settings.effective_database_url)
+    await db.start()
+    try:
+        selection = exports.Selection(stream_ids=stream_ids, since=since, until=until)
+        try:
+            async with db.sessions() as db_session:
+                if officers:
+                    rows = (
+                        await db_session.execute(
+                            select(Person.username, Person.id).where(Person.username.in_(officers))
+                        )
+                    ).all()
+                    unknown = sorted(set(officers) - {username for username, _ in rows})
+                    if unknown:
+                        raise NotFound(f"unknown officer(s): {', '.join(unknown)}")
+                    selection = exports.Selection(
+                        stream_ids=stream_ids, since=since, until=until, officer_ids=[pid for _, pid in rows]
+                    )
+                plan = await exports.plan(
+                    db_session=db_session,
+                    selection=selection,
+                    root=settings.recording.root,
+                    requested_by=f"{actor.name} (command line)",
+                )
+        except DomainError as error:
+            await audit.record_committed(
+                database=db,
+                action=AuditAction.ARCHIVE_EXPORT,
+                outcome=Outcome.FAILURE,
+                actor=actor,
+                object="recordings",
+                detail={"selection": selection.describe(), "error": error.message},
+            )
+            console.print(f"[red]{error.message}[/red]")
+            raise typer.Exit(1) from None
+        detail = {
+            "selection": selection.describe(),
+            "out": str(out.resolve()),
+            "streams": [stream.stream_id for stream in plan.streams],
+            "segments": sum(len(stream.segments) for stream in plan.streams),
+        }
+        try:
+            await asyncio.to_thread(build_package, plan, out, progress=progress)
+        except Exception as error:
+            await audit.record_committed(
+                database=db,
+                action=AuditAction.ARCHIVE_EXPORT,
+                outcome=Outcome.FAILURE,
+                actor=actor,
+                object="recordings",
+                detail={**detail, "error": str(error)[:500]},
+            )
+            raise
+        from media_relay.recording.manifest import sha256_file
+
+        await audit.record_committed(
+            database=db,
+            action=AuditAction.ARCHIVE_EXPORT,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            object="recordings",
+            detail={**detail, "sha256sums": sha256_file(out / "SHA256SUMS")},
+        )
+        return plan
+    finally:
+        await db.stop()
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the package into (created).")],
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="A stream to export, by id (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Start of a time range (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End of the time range.")] = None,
+    officer: Annotated[
+        list[str] | None,
+        typer.Option("--officer", help="Only this officer's streams (username; repeatable)."),
+    ] = None,
+) -> None:
+    """Export an evidence package (issue 4): per stream a WebM/MP4 (stream copy), the original
+    segments, the manifests, SHA256SUMS and a SUMMARY.txt. Audited.
+
+    Exit code 0: written. 1: nothing to export, or it failed. 2: bad usage.
+    """
+    start, end = _utc(since, "--from"), _utc(until, "--to")
+    if not stream and (start is None or end is None):
+        console.print("[red]Name --stream, or give a time range with --from and --to.[/red]")
+        raise typer.Exit(2)
+    if (out / "SUMMARY.txt").exists():
+        console.print(f"[red]{out} already holds a package.[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    with Progress(
+        TextColumn("exporting"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console
+    ) as bar:
+        task = bar.add_task("export", total=1.0)
+        plan = asyncio.run(
+            _export(
+                settings,
+                list(stream or []),
+                start,
+                end,
+                list(officer or []),
+                out,
+                lambda fraction: bar.update(task, completed=fraction),
+            )
+        )
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("stream", no_wrap=True)
+    for heading in ("segments", "gaps", "MB"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for item in plan.streams:
+        size = sum(segment.bytes for segment in item.segments)
+        table.add_row(item.stream_id, str(len(item.segments)), str(len(item.gaps)), f"{size / 1e6:.1f}")
+    console.print(table)
+    console.print(f"Evidence package written to {out.resolve()} (SUMMARY.txt, SHA256SUMS).")
 
 
 @app.command("settings")

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.views import client_address
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Unauthorized
 from dispatch_server.people import service as people
@@ -24,8 +27,23 @@ class LoginOut(BaseModel):
 
 
 @router.post("/auth/login", response_model=LoginOut, summary="Sign in with a username and password")
-async def login(body: LoginIn, context: Ctx, db_session: DbSession) -> LoginOut:
+async def login(body: LoginIn, request: Request, context: Ctx, db_session: DbSession) -> LoginOut:
     person = await people.authenticate(db_session=db_session, username=body.username, password=body.password)
+    # Audited either way (R17). A failure names the username tried, never whether it exists.
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.LOGIN,
+        outcome=Outcome.SUCCESS if person is not None else Outcome.FAILURE,
+        actor=audit.Actor(
+            person_id=person.id if person is not None else None,
+            name=person.username if person is not None else "",
+            role=person.role.value if person is not None else "",
+            source=client_address(request),
+        ),
+        object=f"person:{person.id}" if person is not None else "",
+        detail={"username": body.username.strip().lower()[:64]},
+    )
+    await db_session.commit()
     if person is None:
         raise Unauthorized("invalid username or password")
     token, _expires_at = context.tokens.issue(person.id, person.role)

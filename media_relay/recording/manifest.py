@@ -60,6 +60,11 @@ class Manifest:
         self.last_entry = entry
         return entry
 
+    @property
+    def head(self) -> str:
+        """Hash of the last line: the chain's tip."""
+        return self._last_hash
+
     def entries(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -11,14 +11,20 @@ import logging
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
 from media_relay.recording.segment import SegmentWriter, TrackFormat
 
-__all__ = ["StreamRecorder", "stream_directory"]
+__all__ = ["EntryListener", "StreamRecorder", "stream_directory"]
+
+EntryListener = Callable[[dict[str, Any], str, Path], None]
+"""Told of each manifest entry the recorder wrote (a sealed segment or a gap), its line's hash and
+the stream's folder."""
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ class StreamRecorder:
         segment_seconds: float,
         fsync_seconds: float = 1.0,
         gap_reason: str = "publisher reconnected",
+        on_entry: EntryListener | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.directory = stream_directory(root, stream_id)
@@ -68,6 +75,7 @@ class StreamRecorder:
         self.frames_written = 0
         self.frames_dropped = 0
         self.closed = False
+        self._on_entry = on_entry
         self._note_gap(gap_reason)
 
     # -- feeding -------------------------------------------------------------------------------
@@ -167,7 +175,7 @@ class StreamRecorder:
         writer, self._writer = self._writer, None
         assert writer is not None and self._segment_started_wall is not None
         size = writer.close()
-        self.manifest.append(
+        self._append(
             {
                 "type": "segment",
                 "stream_id": self.stream_id,
@@ -199,7 +207,7 @@ class StreamRecorder:
         last = self.manifest.last_entry
         if last is None:
             return
-        self.manifest.append(
+        self._append(
             {
                 "type": "gap",
                 "stream_id": self.stream_id,
@@ -208,3 +216,11 @@ class StreamRecorder:
                 "reason": reason,
             }
         )
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        written = self.manifest.append(entry)
+        if self._on_entry is not None:
+            try:
+                self._on_entry(written, self.manifest.head, self.directory)
+            except Exception:
+                logger.exception("stream %s: the manifest entry listener failed", self.stream_id)

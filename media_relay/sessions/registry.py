@@ -7,11 +7,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from media_relay.analysis.health import HealthFlag, VideoHealthMonitor
-from media_relay.events import EventSink, StreamDown, StreamHealth, StreamUp
+from media_relay.events import AnyRelayEvent, EventSink, StreamDown, StreamHealth, StreamUp
 from media_relay.forwarding.frames import MediaKind
-from media_relay.recording.recorder import StreamRecorder
+from media_relay.recording.catalog import catalog_event
+from media_relay.recording.recorder import EntryListener, StreamRecorder
 from media_relay.sessions.publisher import PublisherSession
 from media_relay.sessions.stream import LiveStream, StreamState
 from media_relay.sessions.viewer import ViewerSession
@@ -45,6 +47,8 @@ class StreamRegistry:
         self._lock = asyncio.Lock()
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._catalog_tasks: set[asyncio.Task[None]] = set()  # segment and gap events on their way
 
     @property
     def recordings_root(self) -> Path:
@@ -53,6 +57,7 @@ class StreamRegistry:
     # -- publishing ------------------------------------------------------------------------------
 
     async def publish(self, grant: PublishGrant, offer_sdp: str) -> tuple[PublisherSession, str]:
+        self._loop = asyncio.get_running_loop()
         session = PublisherSession(grant=grant, settings=self._relay, on_closed=self._publisher_closed)
         try:
             answer_sdp = await session.negotiate(offer_sdp)
@@ -86,6 +91,7 @@ class StreamRegistry:
                             if stream.stream_id in self._recorded_here
                             else "relay restart"
                         ),
+                        on_entry=self._catalog_reporter(grant.sub),
                     )
                 )
                 self._recorded_here.add(stream.stream_id)
@@ -222,6 +228,9 @@ class StreamRegistry:
             await publisher.close()
         for stream in tuple(self.streams.values()):
             await self._end_stream(stream, reason="relay stopped")
+        await asyncio.sleep(0)  # the last segments' events: scheduled by the recorders just closed
+        if self._catalog_tasks:
+            await asyncio.wait(tuple(self._catalog_tasks), timeout=10)
 
     def _health_reporter(self, stream: LiveStream) -> Callable[[frozenset[HealthFlag]], Awaitable[None]]:
         async def report(flags: frozenset[HealthFlag]) -> None:
@@ -237,7 +246,28 @@ class StreamRegistry:
 
         return report
 
-    async def _emit(self, event: StreamUp | StreamDown | StreamHealth) -> None:
+    def _catalog_reporter(self, officer_id: str) -> EntryListener:
+        """Report each segment the recorder seals, and each gap it notes (R2), as a relay event."""
+
+        def report(entry: dict[str, Any], entry_hash: str, directory: Path) -> None:
+            event = catalog_event(
+                entry,
+                entry_hash=entry_hash,
+                directory=directory,
+                root=self._recording.root,
+                officer_id=officer_id,
+            )
+            if event is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._spawn_emit, event)
+
+        return report
+
+    def _spawn_emit(self, event: AnyRelayEvent) -> None:
+        task = asyncio.get_running_loop().create_task(self._emit(event))
+        self._catalog_tasks.add(task)
+        task.add_done_callback(self._catalog_tasks.discard)
+
+    async def _emit(self, event: AnyRelayEvent) -> None:
         if self._events is None:
             return
         try:

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import DDL, BigInteger, Index, Integer, String, Text, event
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dispatch_server.db import Base, UtcDateTime
+
+# BIGINT on PostgreSQL; INTEGER (the 64-bit rowid) on SQLite.
+AuditId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditAction(enum.StrEnum):
+    LOGIN = "auth.login"
+    ARCHIVE_SEARCH = "archive.search"
+    ARCHIVE_PLAY = "archive.play"
+    ARCHIVE_EXPORT = "archive.export"
+    ARCHIVE_EXPORT_DOWNLOAD = "archive.export_download"
+    ARCHIVE_VERIFY = "archive.verify"
+    ARCHIVE_DELETE = "archive.delete"
+    AUDIT_READ = "audit.read"
+    AUDIT_VERIFY = "audit.verify"
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    """Tried and allowed, but it did not work (a wrong password, an unknown stream, an error)."""
+    DENIED = "denied"
+    """The person may not do this."""
+
+
+class AuditEvent(Base):
+    """One attempt to see, export, check or change something (R17). Rows are only ever inserted:
+    each holds the hash of the row before it and its own, over a canonical JSON of its fields
+    (see :func:`dispatch_server.audit.service.row_hash`), so an edited, removed or inserted row
+    breaks the chain."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_action_id", "action", "id"),
+        Index("ix_audit_event_actor_id", "actor_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(AuditId, primary_key=True, autoincrement=False)
+    """Given out by :class:`AuditHead`: consecutive, in chain order."""
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    actor_id: Mapped[int | None] = mapped_column(default=None)
+    """The person's id; none for a failed sign-in (the username tried is in ``detail``)."""
+    actor_name: Mapped[str] = mapped_column(String(64), default="")
+    role: Mapped[str] = mapped_column(String(32), default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    """The client's address as the server saw it."""
+    action: Mapped[str] = mapped_column(String(48))
+    object: Mapped[str] = mapped_column(String(256), default="")
+    """What it concerned: ``stream:<id>``, ``export:<id>``, ``recordings``, ..."""
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    """Canonical JSON: filters used, counts, reasons."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last audit id given out and its hash. Taking an id with an UPDATE of this row
+    locks it until the transaction ends (PostgreSQL: the row; SQLite: the database), so writers
+    append one after another and the chain stays linear."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(AuditId)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+# The application never updates or deletes an audit row; the database refuses it too.
+event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
+        "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END"
+    ).execute_if(dialect="sqlite"),
+)
+event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
+        "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END"
+    ).execute_if(dialect="sqlite"),
+)
+event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$"
+    ).execute_if(dialect="postgresql"),
+)
+event.listen(
+    AuditEvent.__table__,
+    "after_create",
+    DDL(
+        "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
+        "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()"
+    ).execute_if(dialect="postgresql"),
+)
