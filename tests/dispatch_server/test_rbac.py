@@ -86,6 +86,14 @@ def _incident_and_observer(world: World) -> dict[str, Any]:
     return {"incident_id": world.incident(), "person_id": world.id("upper_observer")}
 
 
+def _stream(world: World) -> dict[str, Any]:
+    return {"stream_id": world.stream_id}
+
+
+def _no_export(world: World) -> dict[str, Any]:
+    return {"export_id": 999999}
+
+
 def _new_person(world: World, column: str) -> dict[str, Any]:
     username = f"new-{secrets.token_hex(4)}"
     return {"username": username, "display_name": username, "role": "field_officer", "password": PASSWORD}
@@ -145,6 +153,19 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/incidents/{incident_id}/notes"): Row(
         allow(201, NOTES), params=_incident, body=lambda w, c: {"text": "Matrix note"}
     ),
+    # The archive (issue 4): the world's stream has no recording, so who may look gets a 404.
+    ("GET", "/api/recordings"): Row(allow(200, WATCH)),
+    ("POST", "/api/recordings/{stream_id}/ticket"): Row(allow(200, WATCH), params=_stream),
+    ("GET", "/api/recordings/{stream_id}/play"): Row(allow(404, WATCH), params=_stream),
+    ("POST", "/api/recordings/{stream_id}/verify"): Row(allow(404, WATCH), params=_stream),
+    ("DELETE", "/api/recordings/{stream_id}"): Row(allow(409, EVERYONE), params=_stream),  # never deleted
+    ("POST", "/api/exports"): Row(allow(404, COMMAND), body=lambda w, c: {"stream_ids": [w.stream_id]}),
+    ("GET", "/api/exports"): Row(allow(200, EVERYONE)),
+    ("GET", "/api/exports/{export_id}"): Row(allow(404, EVERYONE), params=_no_export),
+    ("POST", "/api/exports/{export_id}/ticket"): Row(allow(404, EVERYONE), params=_no_export),
+    ("GET", "/api/exports/{export_id}/download"): Row(allow(404, COMMAND), params=_no_export),
+    ("GET", "/api/audit"): Row(allow(200, {"admin", "leader"})),
+    ("GET", "/api/audit/verify"): Row(allow(200, {"admin", "leader"})),
 }
 
 
