@@ -83,8 +83,8 @@ class VideoHealthMonitor:
         *,
         on_change: Callable[[frozenset[HealthFlag]], Awaitable[None]],
         request_keyframe: Callable[[], None],
-        interval: float = 1.0,
-        keyframe_every: float = 2.0,
+        interval: float = 2.0,
+        keyframe_every: float = 3.0,
         rules: HealthRules | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

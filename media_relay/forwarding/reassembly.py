@@ -4,8 +4,8 @@ aiortc's own receive path was made for decoding, not relaying, and froze for sec
 its NACK generator asks for a lost packet only once (when the gap appears), and its jitter buffer
 releases a frame only when the next one starts and waits for a hole with no time bound. Here:
 
-- :class:`NackTracker` remembers every lost packet and asks again every ``retry_interval`` until
-  it arrives or is too old;
+- :class:`NackTracker` remembers every lost packet and asks again, ``retry_interval`` after the
+  first request and twice as long each time after, until it arrives or is too old;
 - :class:`FrameAssembler` releases a frame as soon as its last packet (RTP marker) is in, asks for
   a keyframe when a hole lasts ``keyframe_after``, and after ``max_wait`` gives the hole up, skips
   to the next frame and forwards nothing but a keyframe until one comes, so a viewer or the
@@ -83,7 +83,7 @@ class NackTracker:
         self,
         *,
         retry_interval: float = 0.05,
-        max_tries: int = 10,
+        max_tries: int = 5,
         max_age: float = 0.6,
         on_loss: Callable[[], None] | None = None,
         clock: Clock = time.monotonic,
@@ -144,7 +144,9 @@ class NackTracker:
             if now - first > self.max_age or tries >= self.max_tries:
                 del self._lost[seq]
                 self.given_up += 1
-            elif now - last >= self.retry_interval:
+            elif now - last >= self.retry_interval * 2 ** (tries - 1):
+                # Backing off: when loss comes from an overloaded relay, asking again and again
+                # for every packet would only add to the load that lost them.
                 entry[1] = now
                 entry[2] = tries + 1
                 out.append(seq & 0xFFFF)

@@ -7,11 +7,13 @@ with the same grant) continues the same folder and manifest, with a gap entry be
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,11 @@ EntryListener = Callable[[dict[str, Any], str, Path], None]
 the stream's folder."""
 
 logger = logging.getLogger(__name__)
+
+# Closing a segment, hashing it, fsync and the manifest append are disk work: they run here, off
+# the event loop, so that one stream's rollover never delays another stream's frames. Each
+# recorder's tasks run in the order given (see StreamRecorder._then).
+_DISK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="recorder-disk")
 
 MANIFEST_NAME = "manifest.jsonl"
 MAX_PENDING_AUDIO = 250  # ~5 s of 20 ms Opus frames held until the first video keyframe
@@ -76,6 +83,7 @@ class StreamRecorder:
         self.frames_dropped = 0
         self.closed = False
         self._on_entry = on_entry
+        self._tail: Future[None] | None = None
         self._note_gap(gap_reason)
 
     # -- feeding -------------------------------------------------------------------------------
@@ -96,7 +104,7 @@ class StreamRecorder:
         self._write(frame)
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_seconds and self._writer is not None:
-            self._writer.sync()
+            self._then(self._writer.sync)
             self._last_sync = now
 
     def source_restarted(self) -> None:
@@ -116,6 +124,18 @@ class StreamRecorder:
         self.source_restarted()
 
     def close(self) -> None:
+        """Seal the last segment and wait until it and everything before it is on disk."""
+        self._finish()
+        if self._tail is not None:
+            self._tail.result()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        self._finish()
+        if self._tail is not None:
+            await asyncio.wrap_future(self._tail)
+
+    def _finish(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -124,6 +144,20 @@ class StreamRecorder:
         if self._pending_audio:
             self.frames_dropped += len(self._pending_audio)
             self._pending_audio.clear()
+
+    def _then(self, task: Callable[[], object]) -> None:
+        """Run ``task`` on the disk thread after this recorder's earlier tasks."""
+        previous = self._tail
+
+        def run() -> None:
+            if previous is not None:
+                previous.result()  # never raises: each task logs its own failure
+            try:
+                task()
+            except Exception:
+                logger.exception("stream %s: recording to disk failed", self.stream_id)
+
+        self._tail = _DISK.submit(run)
 
     # -- segments ------------------------------------------------------------------------------
 
@@ -172,25 +206,27 @@ class StreamRecorder:
         self.frames_written += 1
 
     def _seal(self) -> None:
+        """Hand the open segment to the disk thread to be finished, hashed and listed."""
         writer, self._writer = self._writer, None
         assert writer is not None and self._segment_started_wall is not None
-        size = writer.close()
-        self._append(
-            {
-                "type": "segment",
-                "stream_id": self.stream_id,
-                "sequence": self._sequence,
-                "file": writer.path.name,
-                "started_at": utc_iso(self._segment_started_wall),
-                "ended_at": utc_iso(),
-                "media_start": round(writer.first_pts or 0.0, 6),
-                "media_end": round(writer.last_pts or 0.0, 6),
-                "frames": {kind.value: count for kind, count in writer.frames.items()},
-                "bytes": size,
-                "sha256": sha256_file(writer.path),
-            }
-        )
+        entry = {
+            "type": "segment",
+            "stream_id": self.stream_id,
+            "sequence": self._sequence,
+            "file": writer.path.name,
+            "started_at": utc_iso(self._segment_started_wall),
+            "ended_at": utc_iso(),
+            "media_start": round(writer.first_pts or 0.0, 6),
+            "media_end": round(writer.last_pts or 0.0, 6),
+            "frames": {kind.value: count for kind, count in writer.frames.items()},
+        }
         self._sequence += 1
+
+        def finish() -> None:
+            size = writer.close()
+            self._append({**entry, "bytes": size, "sha256": sha256_file(writer.path)})
+
+        self._then(finish)
 
     def _next_sequence(self) -> int:
         """After the last sequence in the manifest or on disk: a file is never written over."""
@@ -204,18 +240,22 @@ class StreamRecorder:
         return last + 1
 
     def _note_gap(self, reason: str) -> None:
-        last = self.manifest.last_entry
-        if last is None:
-            return
-        self._append(
-            {
-                "type": "gap",
-                "stream_id": self.stream_id,
-                "started_at": last.get("ended_at"),
-                "ended_at": utc_iso(),
-                "reason": reason,
-            }
-        )
+        ended_at = utc_iso()
+
+        def note() -> None:
+            last = self.manifest.last_entry
+            if last is not None:
+                self._append(
+                    {
+                        "type": "gap",
+                        "stream_id": self.stream_id,
+                        "started_at": last.get("ended_at"),
+                        "ended_at": ended_at,
+                        "reason": reason,
+                    }
+                )
+
+        self._then(note)
 
     def _append(self, entry: dict[str, Any]) -> None:
         written = self.manifest.append(entry)

@@ -14,10 +14,11 @@ from media_relay.forwarding.frames import EncodedFrame, MediaKind, vp8_dimension
 __all__ = ["SegmentWriter", "TrackFormat"]
 
 MUXER_OPTIONS = {
-    # Write each cluster out as soon as it closes, and close one every second: a segment cut
-    # short by a crash stays readable up to its last second.
+    # Write each cluster out as soon as it closes, and close one every half second: a segment cut
+    # short by a crash stays readable up to its last half second (a cluster is held in memory
+    # until it closes, so its length bounds what a crash of the relay loses).
     "flush_packets": "1",
-    "cluster_time_limit": "1000",
+    "cluster_time_limit": "500",
 }
 TIME_BASE = fractions.Fraction(1, 90000)
 _AV_CODEC = {"vp8": "vp8", "h264": "h264", "opus": "libopus"}

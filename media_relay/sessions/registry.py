@@ -14,6 +14,7 @@ from media_relay.events import AnyRelayEvent, EventSink, StreamDown, StreamHealt
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.catalog import catalog_event
 from media_relay.recording.recorder import EntryListener, StreamRecorder
+from media_relay.sessions.outbox import EventOutbox
 from media_relay.sessions.publisher import PublisherSession
 from media_relay.sessions.stream import LiveStream, StreamState
 from media_relay.sessions.viewer import ViewerSession
@@ -48,7 +49,7 @@ class StreamRegistry:
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._catalog_tasks: set[asyncio.Task[None]] = set()  # segment and gap events on their way
+        self._outbox = EventOutbox(events)
 
     @property
     def recordings_root(self) -> Path:
@@ -172,7 +173,7 @@ class StreamRegistry:
         for fanout in stream.fanouts.values():
             fanout.end()
         if stream.recorder is not None:
-            stream.recorder.close()
+            await stream.recorder.aclose()
         for viewer in tuple(stream.viewers):
             await viewer.close()
         await self._emit(
@@ -229,8 +230,7 @@ class StreamRegistry:
         for stream in tuple(self.streams.values()):
             await self._end_stream(stream, reason="relay stopped")
         await asyncio.sleep(0)  # the last segments' events: scheduled by the recorders just closed
-        if self._catalog_tasks:
-            await asyncio.wait(tuple(self._catalog_tasks), timeout=10)
+        await self._outbox.drain()
 
     def _health_reporter(self, stream: LiveStream) -> Callable[[frozenset[HealthFlag]], Awaitable[None]]:
         async def report(flags: frozenset[HealthFlag]) -> None:
@@ -258,19 +258,9 @@ class StreamRegistry:
                 officer_id=officer_id,
             )
             if event is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._spawn_emit, event)
+                self._loop.call_soon_threadsafe(self._outbox.post, event)
 
         return report
 
-    def _spawn_emit(self, event: AnyRelayEvent) -> None:
-        task = asyncio.get_running_loop().create_task(self._emit(event))
-        self._catalog_tasks.add(task)
-        task.add_done_callback(self._catalog_tasks.discard)
-
     async def _emit(self, event: AnyRelayEvent) -> None:
-        if self._events is None:
-            return
-        try:
-            await self._events(event)
-        except Exception:
-            logger.exception("relay event %s for %s was not delivered", event.type, event.stream_id)
+        await self._outbox.send(event)

@@ -168,6 +168,8 @@ def test_nack_tracker_asks_again_until_the_packet_comes_or_is_too_old() -> None:
     assert tracker.due() == []  # not again before the retry interval
     tracker.add(Packet(12, 0, 0, b"", b""))
     clock.now += 0.06
+    assert tracker.due() == []  # backing off: the second retry waits twice as long
+    clock.now += 0.06
     assert tracker.due() == [13]
     clock.now += 0.3
     assert tracker.due() == []

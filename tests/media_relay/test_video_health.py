@@ -65,7 +65,7 @@ async def _health_while_publishing(
 async def test_a_black_or_frozen_bodycam_is_flagged(
     zhihui: ZhihuiProcess, make: Callable[[], StillTrack], flag: HealthFlag
 ) -> None:
-    seen = await _health_while_publishing(zhihui, make(), lambda health: flag.value in health, seconds=10)
+    seen = await _health_while_publishing(zhihui, make(), lambda health: flag.value in health, seconds=15)
     assert seen and flag.value in seen[-1], seen
 
 
