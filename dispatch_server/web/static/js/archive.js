@@ -1,8 +1,8 @@
 // The recordings archive: search recorded streams, play one with a gap-marked timeline, verify it,
 // export it as an evidence package. Contract: docs/api.md (Recordings archive).
 
-import { api, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
-import { bindLoginForm, clearMessage, el, errorText, formatDuration, showMessage, showView } from "./ui.js";
+import { api } from "./api.js";
+import { bindSession, clearMessage, el, errorText, formatDuration, showMessage, showView } from "./ui.js";
 
 /** Roles that may export (docs/api.md, POST /api/exports). */
 const EXPORT_ROLES = new Set(["commander", "leader", "admin"]);
@@ -343,26 +343,12 @@ function stop() {
 }
 
 function init() {
-  bindLoginForm(start);
   $("search-form").addEventListener("submit", search);
   $("timeline").addEventListener("click", seekFromTimeline);
   $("player").addEventListener("timeupdate", showPosition);
   $("verify-button").addEventListener("click", verify);
   $("export-button").addEventListener("click", startExport);
-  $("logout").addEventListener("click", () => {
-    stop();
-    logout();
-    clearMessage();
-    showView(null);
-  });
-  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
-    if (!page.user) return;
-    stop();
-    showView(null);
-    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
-  });
-  if (isLoggedIn()) start(getUser());
-  else showView(null);
+  bindSession({ start, stop, isActive: () => Boolean(page.user) });
 }
 
 init();

@@ -1,10 +1,10 @@
 // The field officer's mobile page: stream the camera, receive and acknowledge directives.
 
-import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { api, connectEvents } from "./api.js";
 import { mergeDirective, newestFirst, targetFor, TargetState } from "./directives.js";
 import { Publisher, StreamState } from "./publisher.js";
 import {
-  bindLoginForm,
+  bindSession,
   clearMessage,
   el,
   errorText,
@@ -295,33 +295,24 @@ function stop() {
 function init() {
   page.publisher = new Publisher($("preview"), showStreamState);
   showStreamState(StreamState.IDLE);
-  bindLoginForm(start);
-
   $("start-stream").addEventListener("click", () => {
     clearMessage();
     page.publisher.start();
   });
   $("stop-stream").addEventListener("click", () => page.publisher.stop());
-  $("logout").addEventListener("click", () => {
-    stop();
-    logout();
-    clearMessage();
-    showView(null);
-  });
-  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
-    if (!page.user) return;
-    // An expired token must not cut a running stream: it holds its own grant. Keep the camera
-    // card on screen (with its Stop button) under the login form.
-    suspend();
-    showView(null);
-    $("app-view").hidden = !page.publisher.wanted;
-    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
-  });
   // Closing the page ends the WHIP session (DELETE with keepalive).
   window.addEventListener("pagehide", () => page.publisher.stop());
-
-  if (isLoggedIn()) start(getUser());
-  else showView(null);
+  bindSession({
+    start,
+    stop,
+    isActive: () => Boolean(page.user),
+    onExpired: () => {
+      // An expired token must not cut a running stream: it holds its own grant. Keep the camera
+      // card on screen (with its Stop button) under the login form.
+      suspend();
+      $("app-view").hidden = !page.publisher.wanted;
+    },
+  });
 }
 
 init();

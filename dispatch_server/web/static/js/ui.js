@@ -1,6 +1,6 @@
-// Small DOM helpers shared by the wall and officer pages.
+// Small DOM helpers shared by the pages.
 
-import { login } from "./api.js";
+import { getUser, isLoggedIn, login, logout, UNAUTHORIZED_EVENT } from "./api.js";
 
 /** Create an element: el("span", {class: "x", dataset: {id: 1}}, "text", child). */
 export function el(tag, attributes = {}, ...children) {
@@ -136,4 +136,30 @@ export function showView(user) {
   const role = document.getElementById("user-role");
   if (role) role.textContent = user ? user.role.replaceAll("_", " ") : "";
   if (!user) document.getElementById("username")?.focus();
+}
+
+/**
+ * Wire a page's session: the login form, "Log out", a sign-in that expires while the page is
+ * open, and a page opened while already signed in.
+ *   start(user)   begin the page's work for a signed-in user
+ *   stop()        end it (log out)
+ *   isActive()    whether a user is signed in on this page now
+ *   onExpired()   what an expired sign-in stops (default: stop); runs after the login form shows
+ */
+export function bindSession({ start, stop, isActive, onExpired = stop }) {
+  bindLoginForm(start);
+  document.getElementById("logout").addEventListener("click", () => {
+    stop();
+    logout();
+    clearMessage();
+    showView(null);
+  });
+  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
+    if (!isActive()) return;
+    showView(null);
+    onExpired();
+    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
+  });
+  if (isLoggedIn()) start(getUser());
+  else showView(null);
 }

@@ -1,10 +1,10 @@
 // The command room's video wall: live stream tiles and the directive panel.
 
-import { api, connectEvents, getUser, isLoggedIn, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import { api, connectEvents } from "./api.js";
 import { mergeDirective, newestFirst, TargetState } from "./directives.js";
 import { StreamTile } from "./stream_tile.js";
 import {
-  bindLoginForm,
+  bindSession,
   clearMessage,
   el,
   errorText,
@@ -312,28 +312,13 @@ function stop() {
 }
 
 function init() {
-  bindLoginForm(start);
   $("directive-form").addEventListener("submit", sendDirective);
-  $("logout").addEventListener("click", () => {
-    stop();
-    logout();
-    clearMessage();
-    showView(null);
-  });
-  window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
-    if (!page.user) return;
-    stop();
-    showView(null);
-    showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
-  });
   // Closing the page ends the relay sessions (DELETE with keepalive).
   window.addEventListener("pagehide", () => removeAllStreams());
   window.addEventListener("pageshow", (event) => {
     if (event.persisted && page.user && page.events) refreshAll();
   });
-
-  if (isLoggedIn()) start(getUser());
-  else showView(null);
+  bindSession({ start, stop, isActive: () => Boolean(page.user) });
 }
 
 init();
