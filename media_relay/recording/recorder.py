@@ -20,7 +20,7 @@ from typing import Any
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
-from media_relay.recording.segment import SegmentWriter, TrackFormat
+from media_relay.recording.segment import SegmentTemplate, SegmentWriter, TrackFormat
 
 __all__ = ["EntryListener", "StreamRecorder", "stream_directory"]
 
@@ -84,6 +84,7 @@ class StreamRecorder:
         self.closed = False
         self._on_entry = on_entry
         self._tail: Future[None] | None = None
+        self._template: SegmentTemplate | None = None
         self._note_gap(gap_reason)
 
     # -- feeding -------------------------------------------------------------------------------
@@ -100,7 +101,7 @@ class StreamRecorder:
             and time.monotonic() - self._segment_started_mono >= self._segment_seconds
         ):
             self._seal()
-            self._open()
+            self._open(frame)
         self._write(frame)
         now = time.monotonic()
         if now - self._last_sync >= self._fsync_seconds and self._writer is not None:
@@ -141,6 +142,8 @@ class StreamRecorder:
         self.closed = True
         if self._writer is not None:
             self._seal()
+        if self._template is not None:
+            self._then(self._template.close)
         if self._pending_audio:
             self.frames_dropped += len(self._pending_audio)
             self._pending_audio.clear()
@@ -175,14 +178,16 @@ class StreamRecorder:
                 else:
                     self.frames_dropped += 1
                 return False
-        self._open()
+        self._open(frame)
         while self._pending_audio:
             self._write(self._pending_audio.popleft())
         return True
 
-    def _open(self) -> None:
+    def _open(self, sample: EncodedFrame) -> None:
+        if self._template is None:
+            self._template = SegmentTemplate(list(self._formats.values()), sample)
         name = f"{self.stream_id}-{self._sequence:05d}.mkv"
-        self._writer = SegmentWriter(self.directory / name, list(self._formats.values()))
+        self._writer = SegmentWriter(self.directory / name, self._template)
         self._segment_started_wall = datetime.now(UTC)
         self._segment_started_mono = time.monotonic()
 
