@@ -298,6 +298,17 @@ async def _export(
 
     actor = audit.Actor(person_id=None, name=f"cli:{getpass.getuser()}"[:64], role="cli", source="local")
     db = Database(settings.effective_database_url)
+
+    async def note(outcome: Outcome, detail: dict[str, object]) -> None:
+        await audit.record_committed(
+            database=db,
+            action=AuditAction.ARCHIVE_EXPORT,
+            outcome=outcome,
+            actor=actor,
+            object="recordings",
+            detail=detail,
+        )
+
     await db.start()
     try:
         selection = exports.Selection(stream_ids=stream_ids, since=since, until=until)
@@ -322,14 +333,7 @@ async def _export(
                     requested_by=f"{actor.name} (command line)",
                 )
         except DomainError as error:
-            await audit.record_committed(
-                database=db,
-                action=AuditAction.ARCHIVE_EXPORT,
-                outcome=Outcome.FAILURE,
-                actor=actor,
-                object="recordings",
-                detail={"selection": selection.describe(), "error": error.message},
-            )
+            await note(Outcome.FAILURE, {"selection": selection.describe(), "error": error.message})
             console.print(f"[red]{error.message}[/red]")
             raise typer.Exit(1) from None
         detail = {
@@ -341,25 +345,11 @@ async def _export(
         try:
             await asyncio.to_thread(build_package, plan, out, progress=progress)
         except Exception as error:
-            await audit.record_committed(
-                database=db,
-                action=AuditAction.ARCHIVE_EXPORT,
-                outcome=Outcome.FAILURE,
-                actor=actor,
-                object="recordings",
-                detail={**detail, "error": str(error)[:500]},
-            )
+            await note(Outcome.FAILURE, {**detail, "error": str(error)[:500]})
             raise
         from media_relay.recording.manifest import sha256_file
 
-        await audit.record_committed(
-            database=db,
-            action=AuditAction.ARCHIVE_EXPORT,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            object="recordings",
-            detail={**detail, "sha256sums": sha256_file(out / "SHA256SUMS")},
-        )
+        await note(Outcome.SUCCESS, {**detail, "sha256sums": sha256_file(out / "SHA256SUMS")})
         return plan
     finally:
         await db.stop()
