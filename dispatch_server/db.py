@@ -76,6 +76,7 @@ class Database:
         from dispatch_server.archive import models as _archive  # noqa: F401
         from dispatch_server.audit import models as _audit  # noqa: F401
         from dispatch_server.audit.service import ensure_head
+        from dispatch_server.auth import models as _auth  # noqa: F401
         from dispatch_server.directives import models as _directives  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter

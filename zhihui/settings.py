@@ -67,6 +67,15 @@ class AuthSettings(_Section):
         60, ge=1, le=24 * 60, description="How long a publish grant may be used to start publishing."
     )
     view_grant_minutes: int = Field(10, ge=1, le=24 * 60, description="View grant lifetime.")
+    login_window_seconds: int = Field(
+        300, ge=10, le=24 * 3600, description="The window in which failed sign-ins are counted."
+    )
+    login_failures_per_username: int = Field(
+        5, ge=1, le=1000, description="Failed sign-ins for one username in the window before it is held."
+    )
+    login_failures_per_source: int = Field(
+        20, ge=1, le=10000, description="Failed sign-ins from one address in the window before it is held."
+    )
     grant_private_key_file: Path | None = Field(
         None,
         description="Ed25519 private key (PEM) that signs relay grants. Unset: made and kept in data_dir.",
