@@ -39,7 +39,15 @@ from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
 from dispatch_server.web import views as web_views
 from media_relay.app import create_relay_app
-from media_relay.events import AnyRelayEvent, RecordingGap, SegmentSealed, StreamDown, StreamHealth, StreamUp
+from media_relay.events import (
+    AnyRelayEvent,
+    RecordingGap,
+    SegmentSealed,
+    StorageAlert,
+    StreamDown,
+    StreamHealth,
+    StreamUp,
+)
 from zhihui.grants import GrantSigner, GrantVerifier, load_or_create_private_key
 from zhihui.settings import Settings
 
@@ -90,6 +98,9 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             if isinstance(event, SegmentSealed | RecordingGap):
                 await archive_catalog.catalog_event(db_session=db_session, event=event)
                 return
+            if isinstance(event, StorageAlert):
+                await streams.record_storage_alert(db_session=db_session, bus=context.bus, event=event)
+                return
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
             )
@@ -118,6 +129,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             logger.warning("catalogued %d recording entries found only in the manifests", added)
         archive.exports.folder.mkdir(parents=True, exist_ok=True)
         scheduler.start()
+        relay.state.registry.start()
         try:
             yield
         finally:

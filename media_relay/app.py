@@ -33,6 +33,7 @@ def create_relay_app(settings: Settings, verifier: GrantVerifier, events: EventS
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry.start()
         yield
         await registry.stop()
 

@@ -14,6 +14,7 @@ __all__ = [
     "RecordingGap",
     "RelayEvent",
     "SegmentSealed",
+    "StorageAlert",
     "StreamDown",
     "StreamHealth",
     "StreamUp",
@@ -87,7 +88,21 @@ class RecordingGap(BaseModel):
     """SHA-256 of the gap's manifest line."""
 
 
-AnyRelayEvent = StreamUp | StreamDown | StreamHealth | SegmentSealed | RecordingGap
+class StorageAlert(BaseModel):
+    """The archive's disk is nearly full, or a recording write failed (R2), or it is fine again."""
+
+    type: Literal["storage_alert"] = "storage_alert"
+    level: str
+    """``low``, ``write_failed`` or ``ok``."""
+    message: str
+    at: datetime
+    stream_id: str = ""
+    """The stream whose write failed; empty for the disk as a whole."""
+    free_bytes: int | None = None
+    total_bytes: int | None = None
+
+
+AnyRelayEvent = StreamUp | StreamDown | StreamHealth | SegmentSealed | RecordingGap | StorageAlert
 
 RelayEvent = Annotated[AnyRelayEvent, Field(discriminator="type")]
 

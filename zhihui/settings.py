@@ -135,6 +135,11 @@ class RecordingSettings(_Section):
         description="Force the open segment onto the disk this often (0: after every frame). "
         "Bounds what a power cut loses; a crash of the relay alone loses only the unwritten cluster.",
     )
+    min_free_gib: float = Field(
+        5.0,
+        ge=0,
+        description="Alert the command room when the archive's disk has less free space than this.",
+    )
 
 
 class EscalationSettings(_Section):

@@ -14,6 +14,7 @@ from dispatch_server.streams.schemas import StreamOut
 
 __all__ = [
     "AckMessage",
+    "AlertMessage",
     "AuthMessage",
     "ClientMessage",
     "DirectiveMessage",
@@ -124,6 +125,19 @@ class EscalationMessage(_Event):
     directive: DirectiveOut
 
 
+class AlertMessage(_Event):
+    """Something the command room must act on that is not about one directive (R2, R8): for
+    now the recordings disk running out of space, a recording write failing, or all clear."""
+
+    type: Literal["alert"] = "alert"
+    kind: Literal["storage"] = "storage"
+    level: str
+    """``low``, ``write_failed`` or ``ok``."""
+    message: str
+    at: datetime
+    stream_id: str = ""
+
+
 class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
@@ -135,7 +149,8 @@ EventMessage = Annotated[
     | StreamUpMessage
     | StreamDownMessage
     | StreamHealthMessage
-    | EscalationMessage,
+    | EscalationMessage
+    | AlertMessage,
     Field(discriminator="type"),
 ]
 """What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
@@ -146,6 +161,7 @@ event_message: TypeAdapter[
     | StreamDownMessage
     | StreamHealthMessage
     | EscalationMessage
+    | AlertMessage
 ] = TypeAdapter(EventMessage)
 
 ServerMessage = Annotated[
@@ -156,6 +172,7 @@ ServerMessage = Annotated[
     | StreamDownMessage
     | StreamHealthMessage
     | EscalationMessage
+    | AlertMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]
@@ -167,5 +184,6 @@ server_message: TypeAdapter[
     | StreamDownMessage
     | StreamHealthMessage
     | EscalationMessage
+    | AlertMessage
     | ErrorMessage
 ] = TypeAdapter(ServerMessage)

@@ -13,10 +13,15 @@ from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import Bus, command_channel
 from dispatch_server.realtime.eventlog import LoggedEvent
-from dispatch_server.realtime.messages import StreamDownMessage, StreamHealthMessage, StreamUpMessage
+from dispatch_server.realtime.messages import (
+    AlertMessage,
+    StreamDownMessage,
+    StreamHealthMessage,
+    StreamUpMessage,
+)
 from dispatch_server.streams.models import Stream, StreamHealthRecord
 from dispatch_server.streams.schemas import StreamOut
-from media_relay.events import StreamDown, StreamHealth, StreamUp
+from media_relay.events import StorageAlert, StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner
 
 __all__ = ["grant_publish", "grant_view", "list_live", "record_relay_event", "stream_out"]
@@ -86,6 +91,17 @@ async def end_orphaned_streams(*, db_session: AsyncSession, bus: Bus, reason: st
     await db_session.commit()
     await eventlog.publish(bus=bus, events=logged)
     return len(orphans)
+
+
+async def record_storage_alert(*, db_session: AsyncSession, bus: Bus, event: StorageAlert) -> None:
+    """The relay's disk warning or write failure (R2): logged and pushed to the command room."""
+    await eventlog.hold(db_session=db_session)
+    message = AlertMessage(level=event.level, message=event.message, at=event.at, stream_id=event.stream_id)
+    logged = await eventlog.record(
+        db_session=db_session, events=[LoggedEvent(command_channel(), message, f"storage:{event.level}")]
+    )
+    await db_session.commit()
+    await eventlog.publish(bus=bus, events=logged)
 
 
 async def record_relay_event(

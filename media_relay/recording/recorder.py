@@ -62,6 +62,7 @@ class StreamRecorder:
         fsync_seconds: float = 1.0,
         gap_reason: str = "publisher reconnected",
         on_entry: EntryListener | None = None,
+        on_write_error: Callable[[str], None] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.directory = stream_directory(root, stream_id)
@@ -83,7 +84,9 @@ class StreamRecorder:
         self.frames_dropped = 0
         self.closed = False
         self._on_entry = on_entry
+        self._on_write_error = on_write_error
         self._tail: Future[None] | None = None
+        self._last_error_report = float("-inf")
         self._template: SegmentTemplate | None = None
         self._note_gap(gap_reason)
 
@@ -148,6 +151,17 @@ class StreamRecorder:
             self.frames_dropped += len(self._pending_audio)
             self._pending_audio.clear()
 
+    def _write_failed(self, error: Exception) -> None:
+        """Tell whoever listens (the command room, in the end): at most one report per 10 s."""
+        now = time.monotonic()
+        if self._on_write_error is None or now - self._last_error_report < 10:
+            return
+        self._last_error_report = now
+        try:
+            self._on_write_error(f"{type(error).__name__}: {error}"[:300])
+        except Exception:
+            logger.exception("stream %s: the write error could not be reported", self.stream_id)
+
     def _then(self, task: Callable[[], object]) -> None:
         """Run ``task`` on the disk thread after this recorder's earlier tasks."""
         previous = self._tail
@@ -157,8 +171,9 @@ class StreamRecorder:
                 previous.result()  # never raises: each task logs its own failure
             try:
                 task()
-            except Exception:
+            except Exception as error:
                 logger.exception("stream %s: recording to disk failed", self.stream_id)
+                self._write_failed(error)
 
         self._tail = _DISK.submit(run)
 
@@ -204,9 +219,10 @@ class StreamRecorder:
         self._last_pts[frame.kind] = pts
         try:
             self._writer.write(frame, pts)
-        except Exception:
+        except Exception as error:
             self.frames_dropped += 1
             logger.exception("stream %s: could not write a %s frame", self.stream_id, frame.kind.value)
+            self._write_failed(error)
             return
         self.frames_written += 1
 

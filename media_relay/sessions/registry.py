@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from media_relay.analysis.health import HealthFlag, VideoHealthMonitor
-from media_relay.events import AnyRelayEvent, EventSink, StreamDown, StreamHealth, StreamUp
+from media_relay.events import AnyRelayEvent, EventSink, StorageAlert, StreamDown, StreamHealth, StreamUp
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.catalog import catalog_event
 from media_relay.recording.recorder import EntryListener, StreamRecorder
+from media_relay.recording.storage import StorageLevel, StorageWatch
 from media_relay.sessions.outbox import EventOutbox
 from media_relay.sessions.publisher import PublisherSession
 from media_relay.sessions.stream import LiveStream, StreamState
@@ -50,6 +51,7 @@ class StreamRegistry:
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox = EventOutbox(events)
+        self._storage: StorageWatch | None = None
 
     @property
     def recordings_root(self) -> Path:
@@ -93,6 +95,7 @@ class StreamRegistry:
                             else "relay restart"
                         ),
                         on_entry=self._catalog_reporter(grant.sub),
+                        on_write_error=self._write_error_reporter(grant.stream),
                     )
                 )
                 self._recorded_here.add(stream.stream_id)
@@ -218,9 +221,47 @@ class StreamRegistry:
             raise SessionNotFound(f"no session {session_id!r}")
         await viewer.close()
 
+    def start(self) -> None:
+        """Start watching the archive's disk (an alert before it is full)."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+
+        def changed(level: StorageLevel, free: int, total: int) -> None:
+            message = f"recordings disk: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB" + (
+                " — free space now, or recording will stop" if level is StorageLevel.LOW else ""
+            )
+            alert = StorageAlert(
+                level=level.value, message=message, at=datetime.now(UTC), free_bytes=free, total_bytes=total
+            )
+            loop.call_soon_threadsafe(self._outbox.post, alert)
+
+        if self._storage is None:
+            self._storage = StorageWatch(
+                self._recording.root,
+                min_free_bytes=int(self._recording.min_free_gib * 2**30),
+                on_change=changed,
+            )
+            self._storage.start()
+
+    def _write_error_reporter(self, stream_id: str) -> Callable[[str], None]:
+        def report(error: str) -> None:
+            alert = StorageAlert(
+                level=StorageLevel.WRITE_FAILED.value,
+                message=f"recording of {stream_id} failed to write: {error}",
+                at=datetime.now(UTC),
+                stream_id=stream_id,
+            )
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._outbox.post, alert)
+
+        return report
+
     async def stop(self) -> None:
         """End every session and seal every recording."""
         self._stopping = True
+        if self._storage is not None:
+            await self._storage.stop()
+            self._storage = None
         for stream_id in list(self._grace):
             self._cancel_grace(stream_id)
         for viewer in tuple(self.viewers.values()):

@@ -249,6 +249,9 @@ function onEvent(message) {
       removeStream(message.stream_id, { streamEnded: true });
       schedulePeopleRefresh();
       break;
+    case "alert":
+      showMessage(`${message.level === "ok" ? "✓" : "⚠"} ${message.message}`, message.level === "ok" ? "info" : "error");
+      break;
     case "stream_health":
       page.tiles.get(message.stream_id)?.setHealth(message.flags);
       break;
