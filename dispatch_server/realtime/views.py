@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -34,6 +35,7 @@ from dispatch_server.realtime.messages import (
     ServerMessage,
     client_message,
 )
+from dispatch_server.scheduling.clock import Clock
 
 router = APIRouter()
 logger = logging.getLogger(__name__)
@@ -173,11 +175,17 @@ async def _read(websocket: WebSocket, context: Context, person: Person) -> None:
             await _send(websocket, ErrorMessage(message="already authenticated"))
 
 
+def _now(websocket: WebSocket) -> datetime:
+    """The app's one clock (tests move it by hand), as the REST views use it."""
+    clock: Clock = websocket.app.state.clock
+    return clock.now()
+
+
 async def _acknowledge(websocket: WebSocket, context: Context, person: Person, directive_id: int) -> None:
     try:
         async with context.db.sessions() as db_session:
             _directive, events = await directives.acknowledge(
-                db_session=db_session, directive_id=directive_id, person_id=person.id
+                db_session=db_session, directive_id=directive_id, person_id=person.id, now=_now(websocket)
             )
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
@@ -220,6 +228,9 @@ async def _send_event(
     if isinstance(message, DirectiveMessage):
         async with context.db.sessions() as db_session:
             events = await directives.mark_delivered(
-                db_session=db_session, directive_id=message.directive.id, person_id=connection.person_id
+                db_session=db_session,
+                directive_id=message.directive.id,
+                person_id=connection.person_id,
+                now=_now(websocket),
             )
         await eventlog.publish(bus=context.bus, events=events)
