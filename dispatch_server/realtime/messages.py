@@ -143,18 +143,7 @@ class ErrorMessage(_Message):
     message: str
 
 
-EventMessage = Annotated[
-    DirectiveMessage
-    | DirectiveUpdateMessage
-    | StreamUpMessage
-    | StreamDownMessage
-    | StreamHealthMessage
-    | EscalationMessage
-    | AlertMessage,
-    Field(discriminator="type"),
-]
-"""What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
-event_message: TypeAdapter[
+_Events = (
     DirectiveMessage
     | DirectiveUpdateMessage
     | StreamUpMessage
@@ -162,28 +151,11 @@ event_message: TypeAdapter[
     | StreamHealthMessage
     | EscalationMessage
     | AlertMessage
-] = TypeAdapter(EventMessage)
+)
 
-ServerMessage = Annotated[
-    ReadyMessage
-    | DirectiveMessage
-    | DirectiveUpdateMessage
-    | StreamUpMessage
-    | StreamDownMessage
-    | StreamHealthMessage
-    | EscalationMessage
-    | AlertMessage
-    | ErrorMessage,
-    Field(discriminator="type"),
-]
-server_message: TypeAdapter[
-    ReadyMessage
-    | DirectiveMessage
-    | DirectiveUpdateMessage
-    | StreamUpMessage
-    | StreamDownMessage
-    | StreamHealthMessage
-    | EscalationMessage
-    | AlertMessage
-    | ErrorMessage
-] = TypeAdapter(ServerMessage)
+EventMessage = Annotated[_Events, Field(discriminator="type")]
+"""What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
+event_message: TypeAdapter[_Events] = TypeAdapter(EventMessage)
+
+ServerMessage = Annotated[ReadyMessage | _Events | ErrorMessage, Field(discriminator="type")]
+server_message: TypeAdapter[ReadyMessage | _Events | ErrorMessage] = TypeAdapter(ServerMessage)
