@@ -2,10 +2,8 @@
 
 import { api } from "./api.js";
 import { publish } from "./rtc.js";
-import { errorText } from "./ui.js";
+import { errorText, retryDelay } from "./ui.js";
 
-const RETRY_INITIAL_MS = 2000;
-const RETRY_MAX_MS = 30000;
 
 /** What #stream-state shows; `error` is followed by the reason. */
 export const StreamState = Object.freeze({
@@ -147,7 +145,7 @@ export class Publisher {
     const session = this.session;
     this.session = null;
     session?.stop();
-    const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (this.failures - 1));
+    const delay = retryDelay(this.failures);
     this.setState(StreamState.ERROR, `${reason} — retrying in ${Math.round(delay / 1000)} s`);
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }

@@ -2,10 +2,8 @@
 
 import { api } from "./api.js";
 import { view } from "./rtc.js";
-import { el, errorText, formatTime } from "./ui.js";
+import { el, errorText, formatTime, retryDelay } from "./ui.js";
 
-const RETRY_INITIAL_MS = 2000;
-const RETRY_MAX_MS = 30000;
 
 /** Tile states, shown in `data-state` on the tile and styled by the stylesheet. */
 export const TileState = Object.freeze({
@@ -183,7 +181,7 @@ export class StreamTile {
       this.setState(TileState.ERROR, message);
       return;
     }
-    const delay = Math.min(RETRY_MAX_MS, RETRY_INITIAL_MS * 2 ** (this.failures - 1));
+    const delay = retryDelay(this.failures);
     this.setState(TileState.ERROR, `${message} — retrying in ${Math.round(delay / 1000)} s`);
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }

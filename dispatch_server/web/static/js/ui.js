@@ -163,3 +163,8 @@ export function bindSession({ start, stop, isActive, onExpired = stop }) {
   if (isLoggedIn()) start(getUser());
   else showView(null);
 }
+
+/** How long to wait before retry number `failures` (1, 2, …): 2 s doubling up to 30 s. */
+export function retryDelay(failures) {
+  return Math.min(30000, 2000 * 2 ** (failures - 1));
+}
