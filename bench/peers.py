@@ -21,7 +21,6 @@ this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import multiprocessing.queues
 import random
@@ -32,11 +31,12 @@ from typing import Any
 
 import av
 import httpx
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from field_client.whip import SignaledPeer, WhipError
 from media_relay import aiortc_compat
 
 LOOPBACK = "127.0.0.1"
@@ -129,27 +129,16 @@ class ClipTrack(MediaStreamTrack):
 # -- peers ---------------------------------------------------------------------------------------
 
 
-class PeerError(RuntimeError):
-    pass
+PeerError = WhipError
+"""A relay refused a peer (or aiortc changed under the bench)."""
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["detail"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
-
-
-class Publisher:
+class Publisher(SignaledPeer):
     """A WHIP publisher of one :class:`ClipTrack`."""
 
     def __init__(self, http: httpx.AsyncClient, url: str, token: str, track: ClipTrack) -> None:
-        self._http = http
-        self.url = url
-        self._token = token
+        super().__init__(url, token, host_addresses=[LOOPBACK], http=http)
         self.track = track
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.session_url: str | None = None
 
     async def start(self) -> None:
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
@@ -159,27 +148,10 @@ class Publisher:
         if not hasattr(sender, "_send_keyframe"):
             raise PeerError("aiortc's RTCRtpSender has no _send_keyframe: update bench/peers.py")
         sender._send_keyframe = self.track.request_keyframe  # type: ignore[method-assign]
-        aiortc_compat.restrict_host_addresses(self.pc, [LOOPBACK])
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        response = await self._http.post(
-            self.url,
-            content=self.pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {self._token}"},
-        )
-        if response.status_code != 201:
-            raise PeerError(f"WHIP {self.url}: {response.status_code} {_detail(response)}")
-        self.session_url = str(httpx.URL(self.url).join(response.headers["location"]))
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
-
-    async def stop(self) -> None:
-        if self.session_url is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self._http.delete(self.session_url, headers={"Authorization": f"Bearer {self._token}"})
-            self.session_url = None
-        await self.pc.close()
+        await self._negotiate()
 
 
-class CountingViewer:
+class CountingViewer(SignaledPeer):
     """A WHEP viewer that records, per complete encoded frame, its RTP timestamp and arrival time.
 
     The arrival time is that of the frame's last RTP packet, noted as the packet reaches the
@@ -188,15 +160,9 @@ class CountingViewer:
     """
 
     def __init__(self, http: httpx.AsyncClient, url: str, token: str) -> None:
-        self._http = http
-        self.url = url
-        self._token = token
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.session_url: str | None = None
+        super().__init__(url, token, host_addresses=[LOOPBACK], http=http)
         self.frames: list[tuple[int, float, float]] = []
         """Per complete frame: RTP timestamp, arrival of its last packet, time the tap got it."""
-        self.posted_at: float | None = None
-        self.answered_at: float | None = None
         self.first_frame = asyncio.Event()
         self._arrivals: dict[int, float] = {}
         self._origin: int | None = None
@@ -205,19 +171,7 @@ class CountingViewer:
 
     async def start(self) -> None:
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
-        aiortc_compat.restrict_host_addresses(self.pc, [LOOPBACK])
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        self.posted_at = time.monotonic()
-        response = await self._http.post(
-            self.url,
-            content=self.pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {self._token}"},
-        )
-        if response.status_code != 201:
-            raise PeerError(f"WHEP {self.url}: {response.status_code} {_detail(response)}")
-        self.answered_at = time.monotonic()
-        self.session_url = str(httpx.URL(self.url).join(response.headers["location"]))
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
+        await self._negotiate()
         # Before the connection starts (it starts in a task scheduled by setRemoteDescription).
         receiver = transceiver.receiver
         aiortc_compat.tap_receiver(receiver, self._on_frame)
@@ -245,13 +199,6 @@ class CountingViewer:
                 del self._arrivals[ts]
         self.frames.append((frame.timestamp, arrived, now))
         self.first_frame.set()
-
-    async def stop(self) -> None:
-        if self.session_url is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                await self._http.delete(self.session_url, headers={"Authorization": f"Bearer {self._token}"})
-            self.session_url = None
-        await self.pc.close()
 
 
 # -- matching frames -----------------------------------------------------------------------------

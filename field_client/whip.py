@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import httpx
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -43,10 +44,14 @@ class SignaledPeer:
         self._owns_http = http is None
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.session_url: str | None = None
+        self.posted_at: float | None = None
+        """``time.monotonic()`` when the offer was sent, and when the answer came back."""
+        self.answered_at: float | None = None
 
     async def _negotiate(self) -> None:
         aiortc_compat.restrict_host_addresses(self.pc, self._host_addresses)
         await self.pc.setLocalDescription(await self.pc.createOffer())
+        self.posted_at = time.monotonic()
         response = await self._http.post(
             self.url,
             content=self.pc.localDescription.sdp,
@@ -54,6 +59,7 @@ class SignaledPeer:
         )
         if response.status_code != 201:
             raise WhipError(f"relay answered {response.status_code}: {_detail(response)}")
+        self.answered_at = time.monotonic()
         self.session_url = str(httpx.URL(self.url).join(response.headers["location"]))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
 
