@@ -5,7 +5,6 @@ process behind."""
 from __future__ import annotations
 
 import dataclasses
-import fractions
 import io
 import itertools
 import os
@@ -14,12 +13,11 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 
 from dispatch_server.archive.remux import concat_list, container_for, ffmpeg_exe, remux_args, stream_remux
-from media_relay.forwarding.frames import EncodedFrame, MediaKind
+from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.recorder import StreamRecorder
-from tests.media_relay.recordings import FPS, interleaved, opus_frames, record, vp8_frames
+from tests.media_relay.recordings import h264_frames, interleaved, opus_frames, record, vp8_frames
 
 
 def test_joined_segments_play_on_without_a_hole_between_them(tmp_path: Path) -> None:
@@ -93,36 +91,6 @@ def _children() -> list[int]:
     return found
 
 
-def _h264_frames(count: int) -> list[EncodedFrame]:
-    encoder = av.CodecContext.create("libx264", "w")
-    assert isinstance(encoder, av.VideoCodecContext)
-    encoder.width, encoder.height, encoder.pix_fmt = 320, 240, "yuv420p"
-    encoder.time_base = fractions.Fraction(1, FPS)
-    encoder.framerate = fractions.Fraction(FPS)
-    encoder.gop_size = FPS
-    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
-    rng = np.random.default_rng(3)
-    packets: list[av.Packet] = []
-    for index in range(count):
-        image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-        frame.pts = index
-        packets.extend(encoder.encode(frame))
-    packets.extend(encoder.encode(None))
-    return [
-        EncodedFrame(
-            kind=MediaKind.VIDEO,
-            codec="h264",
-            data=bytes(packet),
-            timestamp=index * 90000 // FPS,
-            clock_rate=90000,
-            keyframe=packet.is_keyframe,
-            received_at=0.0,
-        )
-        for index, packet in enumerate(packets)
-    ]
-
-
 def test_h264_segments_play_as_fragmented_mp4_by_stream_copy(tmp_path: Path) -> None:
     recorder = StreamRecorder(
         root=tmp_path,
@@ -131,7 +99,7 @@ def test_h264_segments_play_as_fragmented_mp4_by_stream_copy(tmp_path: Path) -> 
         segment_seconds=0.0,
     )
     base = time.monotonic()
-    for frame in interleaved(_h264_frames(45), opus_frames(3)):
+    for frame in interleaved(h264_frames(45), opus_frames(3)):
         recorder.write(dataclasses.replace(frame, received_at=base + frame.timestamp / frame.clock_rate))
     recorder.close()
     segments = sorted(recorder.directory.glob("*.mkv"))

@@ -22,14 +22,36 @@ def vp8_frames(
     count: int, *, width: int = 320, height: int = 240, keyframe_every: int = FPS, seed: int = 7
 ) -> list[EncodedFrame]:
     """``count`` VP8 frames of moving noise at 15 fps, a keyframe every ``keyframe_every``."""
-    encoder = av.CodecContext.create("libvpx", "w")
+    options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    return _encoded_noise("libvpx", "vp8", options, count, width, height, keyframe_every, seed, 400_000)
+
+
+def h264_frames(count: int, *, width: int = 320, height: int = 240, seed: int = 3) -> list[EncodedFrame]:
+    """``count`` H.264 (Annex-B) frames of moving noise at 15 fps, a keyframe every second."""
+    options = {"preset": "ultrafast", "tune": "zerolatency", "bf": "0"}
+    return _encoded_noise("libx264", "h264", options, count, width, height, FPS, seed, None)
+
+
+def _encoded_noise(
+    encoder_name: str,
+    codec: str,
+    options: dict[str, str],
+    count: int,
+    width: int,
+    height: int,
+    keyframe_every: int,
+    seed: int,
+    bit_rate: int | None,
+) -> list[EncodedFrame]:
+    encoder = av.CodecContext.create(encoder_name, "w")
     assert isinstance(encoder, av.VideoCodecContext)
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
     encoder.time_base = fractions.Fraction(1, FPS)
     encoder.framerate = fractions.Fraction(FPS)
     encoder.gop_size = keyframe_every
-    encoder.bit_rate = 400_000
-    encoder.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    if bit_rate is not None:
+        encoder.bit_rate = bit_rate
+    encoder.options = options
     rng = np.random.default_rng(seed)
     packets: list[av.Packet] = []
     for index in range(count):
@@ -43,7 +65,7 @@ def vp8_frames(
     return [
         EncodedFrame(
             kind=MediaKind.VIDEO,
-            codec="vp8",
+            codec=codec,
             data=bytes(packet),
             timestamp=index * 90000 // FPS,
             clock_rate=90000,
