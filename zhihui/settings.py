@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import os
+import zoneinfo
+from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +25,8 @@ from pydantic_settings import (
 
 __all__ = [
     "AuthSettings",
+    "DutyPost",
+    "DutySettings",
     "Environment",
     "EscalationSettings",
     "HttpSettings",
@@ -30,6 +34,7 @@ __all__ = [
     "RecordingSettings",
     "RelaySettings",
     "Settings",
+    "WorkingPeriod",
     "load_settings",
 ]
 
@@ -159,6 +164,118 @@ class EscalationSettings(_Section):
     )
 
 
+class WorkingPeriod(_Section):
+    """One stretch of working hours, in the court's local time."""
+
+    start: time = Field(description="When it begins, e.g. 08:30.")
+    end: time = Field(description="When it ends (exclusive), e.g. 12:00; after ``start`` on the same day.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingPeriod:
+        if self.end <= self.start:
+            raise ValueError(f"a working period ends after it starts ({self.start} - {self.end})")
+        return self
+
+
+class DutyPost(_Section):
+    """A seat of the duty roster (值班岗位), e.g. the command desk or the leader on duty."""
+
+    key: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,47}$",
+        description="Stable name used by the API, the roster and alerts (subject ``seat:<key>``).",
+    )
+    name: str = Field(min_length=1, max_length=64, description="What people read, e.g. 'Command desk 指挥席'.")
+    required: bool = Field(
+        False, description="Must be manned during working hours: nobody signed in raises an empty_seat alert."
+    )
+    roles: list[Literal["duty_officer", "commander", "leader", "admin"]] = Field(
+        default_factory=list,
+        description="Roles that may be rostered on it and sign in to it. Empty: any of these four.",
+    )
+
+
+def _default_posts() -> list[DutyPost]:
+    return [
+        DutyPost(key="command-desk", name="Command desk 指挥席", required=True),
+        DutyPost(key="leader-on-duty", name="Leader on duty 值班领导", roles=["leader"]),
+    ]
+
+
+class DutySettings(_Section):
+    """Duty (R10): the court's working hours and the posts that are manned."""
+
+    time_zone: str = Field(
+        "Asia/Shanghai", description="The court's IANA time zone: working hours and roster days are in it."
+    )
+    working_days: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5],
+        description="ISO weekdays with working hours (1 = Monday ... 7 = Sunday).",
+    )
+    working_hours: list[WorkingPeriod] = Field(
+        default_factory=lambda: [
+            WorkingPeriod(start=time(8, 30), end=time(12, 0)),
+            WorkingPeriod(start=time(14, 0), end=time(17, 30)),
+        ],
+        description="The periods of a working day, in local time; the gap between them (lunch) is not.",
+    )
+    holidays: list[date] = Field(
+        default_factory=list, description="Dates without working hours although on a working day (holidays)."
+    )
+    extra_working_days: list[date] = Field(
+        default_factory=list, description="Dates with working hours although not on a working day (调休)."
+    )
+    posts: list[DutyPost] = Field(default_factory=_default_posts, description="The posts of the roster.")
+    leader_post: str | None = Field(
+        "leader-on-duty",
+        description="The post whose holder gets second-level escalations (the leader on duty). "
+        "Unset, or nobody on it: the first active leader.",
+    )
+    empty_seat_grace_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=24 * 3600,
+        description="How long a required post may stay empty in working hours before an alert is raised.",
+    )
+    late_after_seconds: float = Field(
+        300.0, ge=0, le=24 * 3600, description="A sign-in this long after the shift starts is marked late."
+    )
+    early_sign_in_seconds: float = Field(
+        1800.0,
+        ge=0,
+        le=24 * 3600,
+        description="How long before a shift starts a sign-in already counts for it.",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("working_days")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(day < 1 or day > 7 for day in value):
+            raise ValueError("working days are ISO weekdays, 1 (Monday) to 7 (Sunday)")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DutySettings:
+        keys = [post.key for post in self.posts]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duty post keys must be unique")
+        if self.leader_post is not None and self.leader_post not in keys:
+            raise ValueError(f"leader_post {self.leader_post!r} is not one of the posts {keys}")
+        periods = sorted(self.working_hours, key=lambda period: period.start)
+        if any(a.end > b.start for a, b in zip(periods, periods[1:], strict=False)):
+            raise ValueError("working periods overlap")
+        self.working_hours = periods
+        return self
+
+
 class Settings(BaseSettings):
     """Everything Zhihui can be told. Every field can be set by environment variable."""
 
@@ -180,6 +297,7 @@ class Settings(BaseSettings):
     relay: RelaySettings = RelaySettings()
     recording: RecordingSettings = RecordingSettings()
     escalation: EscalationSettings = EscalationSettings()
+    duty: DutySettings = DutySettings()
 
     @field_validator("database_url")
     @classmethod
