@@ -9,6 +9,7 @@ below, which run everything on one machine with SQLite, an in-process bus and ``
 from __future__ import annotations
 
 import enum
+import itertools
 import os
 import zoneinfo
 from datetime import date, time
@@ -184,7 +185,9 @@ class DutyPost(_Section):
         pattern=r"^[a-z0-9][a-z0-9-]{0,47}$",
         description="Stable name used by the API, the roster and alerts (subject ``seat:<key>``).",
     )
-    name: str = Field(min_length=1, max_length=64, description="What people read, e.g. 'Command desk 指挥席'.")
+    name: str = Field(
+        min_length=1, max_length=64, description="What people read, e.g. 'Command desk 指挥席'."
+    )
     required: bool = Field(
         False, description="Must be manned during working hours: nobody signed in raises an empty_seat alert."
     )
@@ -270,7 +273,7 @@ class DutySettings(_Section):
         if self.leader_post is not None and self.leader_post not in keys:
             raise ValueError(f"leader_post {self.leader_post!r} is not one of the posts {keys}")
         periods = sorted(self.working_hours, key=lambda period: period.start)
-        if any(a.end > b.start for a, b in zip(periods, periods[1:], strict=False)):
+        if any(a.end > b.start for a, b in itertools.pairwise(periods)):
             raise ValueError("working periods overlap")
         self.working_hours = periods
         return self
