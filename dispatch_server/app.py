@@ -16,6 +16,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from dispatch_server import errors
+from dispatch_server.alerts import overdue as ack_overdue
+from dispatch_server.alerts import views as alert_views
+from dispatch_server.alerts.rules import RuleRunner
 from dispatch_server.archive import service as archive_catalog
 from dispatch_server.archive import views as archive_views
 from dispatch_server.archive.exports import ExportRunner
@@ -84,6 +87,10 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         leader_after=timedelta(seconds=settings.escalation.leader_after_seconds),
         poll=timedelta(seconds=settings.escalation.poll_seconds),
     )
+    rules = RuleRunner(
+        db=context.db, bus=context.bus, clock=clock, every=timedelta(seconds=settings.alerts.check_seconds)
+    )
+    rules.add("ack_overdue", ack_overdue.check)
 
     archive = archive_views.Archive(
         root=settings.recording.root,
@@ -104,6 +111,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
             )
+        rules.kick()  # a stream went up, down or bad: the field operation rules look at once
         if not isinstance(event, StreamHealth):
             await _note_stream_on_incidents(context, event, clock)
 
@@ -129,10 +137,12 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             logger.warning("catalogued %d recording entries found only in the manifests", added)
         archive.exports.folder.mkdir(parents=True, exist_ok=True)
         scheduler.start()
+        rules.start()
         relay.state.registry.start()
         try:
             yield
         finally:
+            await rules.stop()
             await scheduler.stop()
             # Mounted apps get no lifespan of their own: stop the relay from here.
             await relay.state.registry.stop()
@@ -152,6 +162,8 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     app.state.archive = archive
     app.state.clock = clock
     app.state.scheduler = scheduler
+    app.state.rules = rules
+    app.state.relay_events = on_relay_event  # the relay's reports come in here (tests feed it too)
     errors.install(app)
     for router in (
         auth_views.router,
@@ -164,6 +176,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         web_views.router,
         audit_views.router,
         archive_views.router,
+        alert_views.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")

@@ -73,6 +73,7 @@ class Database:
     async def start(self) -> None:
         """Create what is missing of the schema (tables only: there are no migrations yet)."""
         # Import every domain's models so their tables are known.
+        from dispatch_server.alerts import models as _alerts  # noqa: F401
         from dispatch_server.archive import models as _archive  # noqa: F401
         from dispatch_server.audit import models as _audit  # noqa: F401
         from dispatch_server.audit.service import ensure_head

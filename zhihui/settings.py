@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "AlertSettings",
     "AuthSettings",
     "DutyPost",
     "DutySettings",
@@ -279,6 +280,22 @@ class DutySettings(_Section):
         return self
 
 
+class AlertSettings(_Section):
+    check_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often the alert rules run (a stream going down runs them at once as well).",
+    )
+    no_stream_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=24 * 3600,
+        description="During a field operation that requires streaming, alert when a team member has had "
+        "no live stream for longer than this.",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Zhihui can be told. Every field can be set by environment variable."""
 
@@ -300,6 +317,7 @@ class Settings(BaseSettings):
     relay: RelaySettings = RelaySettings()
     recording: RecordingSettings = RecordingSettings()
     escalation: EscalationSettings = EscalationSettings()
+    alerts: AlertSettings = AlertSettings()
     duty: DutySettings = DutySettings()
 
     @field_validator("database_url")

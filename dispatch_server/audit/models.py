@@ -22,6 +22,12 @@ class AuditAction(enum.StrEnum):
     ARCHIVE_DELETE = "archive.delete"
     AUDIT_READ = "audit.read"
     AUDIT_VERIFY = "audit.verify"
+    ALERT_SOS = "alert.sos"
+    ALERT_ACKNOWLEDGE = "alert.acknowledge"
+    ALERT_RESOLVE = "alert.resolve"
+    FIELD_OP_CREATE = "field_op.create"
+    FIELD_OP_START = "field_op.start"
+    FIELD_OP_END = "field_op.end"
 
 
 class Outcome(enum.StrEnum):

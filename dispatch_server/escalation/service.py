@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch_server.alerts import overdue as ack_overdue
 from dispatch_server.directives.models import Directive, DirectiveTarget, TargetState
 from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.escalation.models import LEVELS, AckTimer, Escalation, EscalationLevel
@@ -93,6 +94,7 @@ async def fire_due(
         )
     ).all()
     events: list[LoggedEvent] = []
+    overdue: list[LoggedEvent] = []  # ack_overdue alerts: logged by the alerts service already
     for target_id, level, due_at in due:
         if level >= len(LEVELS) or due_at is None:
             continue
@@ -105,13 +107,13 @@ async def fire_due(
         )
         if claimed.rowcount != 1:
             continue  # fired by another process, or acknowledged meanwhile
-        events.extend(await _escalate(db_session, target_id, LEVELS[level], due_at, now, node))
+        events.extend(await _escalate(db_session, target_id, LEVELS[level], due_at, now, node, overdue))
     if not events:
         await db_session.rollback()
         return []
     logged = await eventlog.record(db_session=db_session, events=events)
     await db_session.commit()
-    return logged
+    return logged + overdue
 
 
 async def _escalate(
@@ -121,6 +123,7 @@ async def _escalate(
     due_at: datetime,
     now: datetime,
     node: str,
+    overdue: list[LoggedEvent],
 ) -> list[LoggedEvent]:
     target = await db_session.get(DirectiveTarget, target_id)
     assert target is not None
@@ -163,6 +166,14 @@ async def _escalate(
             directive_id=directive_id,
             escalation_id=escalation_id,
         )
+    overdue += await ack_overdue.raise_ack_overdue(
+        db_session=db_session,
+        directive_id=directive_id,
+        person_id=person_id,
+        message=f"{person_name} has not acknowledged directive {directive_id}: escalated to {recipient}",
+        incident_id=incident_id,
+        now=now,
+    )
     directive = (await db_session.scalars(select(Directive).where(Directive.id == directive_id))).one()
     message = EscalationMessage(
         escalation=EscalationOut.model_validate(escalation), directive=DirectiveOut.model_validate(directive)

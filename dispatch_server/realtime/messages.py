@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from dispatch_server.alerts.schemas import AlertOut, Position
 from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.people.schemas import UserOut
@@ -15,6 +16,7 @@ from dispatch_server.streams.schemas import StreamOut
 __all__ = [
     "AckMessage",
     "AlertMessage",
+    "AlertUpdateMessage",
     "AuthMessage",
     "ClientMessage",
     "DirectiveMessage",
@@ -24,6 +26,7 @@ __all__ = [
     "EventMessage",
     "ReadyMessage",
     "ServerMessage",
+    "SosMessage",
     "StreamDownMessage",
     "StreamHealthMessage",
     "StreamUpMessage",
@@ -58,8 +61,16 @@ class AckMessage(_Message):
     directive_id: int
 
 
-ClientMessage = Annotated[AuthMessage | AckMessage, Field(discriminator="type")]
-client_message: TypeAdapter[AuthMessage | AckMessage] = TypeAdapter(ClientMessage)
+class SosMessage(_Message):
+    """An officer calls for help (R9): a critical alert for the command room at once."""
+
+    type: Literal["sos"] = "sos"
+    position: Position | None = None
+    note: str = Field("", max_length=500)
+
+
+ClientMessage = Annotated[AuthMessage | AckMessage | SosMessage, Field(discriminator="type")]
+client_message: TypeAdapter[AuthMessage | AckMessage | SosMessage] = TypeAdapter(ClientMessage)
 
 
 # -- server to client ------------------------------------------------------------------------------
@@ -130,12 +141,37 @@ class AlertMessage(_Event):
     now the recordings disk running out of space, a recording write failing, or all clear."""
 
     type: Literal["alert"] = "alert"
-    kind: Literal["storage"] = "storage"
-    level: str
-    """``low``, ``write_failed`` or ``ok``."""
-    message: str
-    at: datetime
-    stream_id: str = ""
+    alert: AlertOut
+
+    @model_validator(mode="before")
+    @classmethod
+    def _logged_before_alert_rows(cls, data: Any) -> Any:
+        """Storage alerts logged before alerts were rows had their fields at the top: read them
+        as an alert with id 0 (``ok`` as one resolved at once)."""
+        if not isinstance(data, dict) or "alert" in data or data.get("kind") != "storage":
+            return data
+        level = {"ok": "info", "write_failed": "critical"}.get(data.get("level", ""), "warning")
+        at = data.get("at")
+        alert = dict.fromkeys(AlertOut.model_fields) | {
+            "id": 0,
+            "kind": "storage",
+            "level": level,
+            "message": data.get("message", ""),
+            "subject": "storage",
+            "stream_id": data.get("stream_id") or None,
+            "raised_at": at,
+            "resolved_at": at if level == "info" else None,
+            "acknowledged_note": "",
+            "resolved_note": "",
+        }
+        return {"type": "alert", "event_id": data.get("event_id"), "alert": alert}
+
+
+class AlertUpdateMessage(_Event):
+    """An alert was acknowledged or resolved (by a person, or because it cleared itself)."""
+
+    type: Literal["alert_update"] = "alert_update"
+    alert: AlertOut
 
 
 class ErrorMessage(_Message):
@@ -151,6 +187,7 @@ _Events = (
     | StreamHealthMessage
     | EscalationMessage
     | AlertMessage
+    | AlertUpdateMessage
 )
 
 EventMessage = Annotated[_Events, Field(discriminator="type")]

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch_server.alerts import service as alerts
+from dispatch_server.alerts.models import AlertKind, AlertLevel
 from dispatch_server.errors import Forbidden, NotFound
 from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import Bus, command_channel
 from dispatch_server.realtime.eventlog import LoggedEvent
 from dispatch_server.realtime.messages import (
-    AlertMessage,
     StreamDownMessage,
     StreamHealthMessage,
     StreamUpMessage,
@@ -25,6 +26,9 @@ from media_relay.events import StorageAlert, StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner
 
 __all__ = ["grant_publish", "grant_view", "list_live", "record_relay_event", "stream_out"]
+
+STORAGE_DISK = "storage:disk"
+"""The subject of the alert for the archive's disk running out of space."""
 
 
 def stream_out(stream: Stream, relay_url: str) -> StreamOut:
@@ -94,12 +98,27 @@ async def end_orphaned_streams(*, db_session: AsyncSession, bus: Bus, reason: st
 
 
 async def record_storage_alert(*, db_session: AsyncSession, bus: Bus, event: StorageAlert) -> None:
-    """The relay's disk warning or write failure (R2): logged and pushed to the command room."""
-    await eventlog.hold(db_session=db_session)
-    message = AlertMessage(level=event.level, message=event.message, at=event.at, stream_id=event.stream_id)
-    logged = await eventlog.record(
-        db_session=db_session, events=[LoggedEvent(command_channel(), message, f"storage:{event.level}")]
-    )
+    """The relay's disk warning or write failure (R2): an alert for the command room, open until
+    the disk has room again (``ok``) or, for a failed write, until someone resolves it."""
+    if event.level == "ok":
+        logged = await alerts.resolve_open(
+            db_session=db_session,
+            kind=AlertKind.STORAGE,
+            subject=STORAGE_DISK,
+            now=event.at,
+            note=event.message,
+        )
+    else:
+        failed = event.level == "write_failed"
+        logged = await alerts.raise_alert(
+            db_session=db_session,
+            kind=AlertKind.STORAGE,
+            subject=f"storage:write:{event.stream_id}" if failed else STORAGE_DISK,
+            message=event.message,
+            level=AlertLevel.CRITICAL if failed else AlertLevel.WARNING,
+            now=event.at,
+            stream_id=event.stream_id or None,
+        )
     await db_session.commit()
     await eventlog.publish(bus=bus, events=logged)
 

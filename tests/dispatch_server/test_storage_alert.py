@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import websockets
 
 from media_relay.recording.storage import StorageLevel, StorageWatch, storage_level
@@ -45,9 +46,17 @@ def test_the_command_room_hears_of_a_nearly_full_disk(workdir: Path) -> None:
                     if message["type"] == "alert":
                         return message  # type: ignore[no-any-return]
 
-        alert = asyncio.run(asyncio.wait_for(first_alert(), 15))
-        assert alert["kind"] == "storage" and alert["level"] == "low"
-        assert "free space now" in str(alert["message"]) and alert["event_id"]
+        message = asyncio.run(asyncio.wait_for(first_alert(), 15))
+        alert: dict[str, object] = message["alert"]  # type: ignore[assignment]
+        assert alert["kind"] == "storage" and alert["level"] == "warning" and alert["resolved_at"] is None
+        assert "free space now" in str(alert["message"]) and message["event_id"]
+        # An alert row (R8): the command room lists it with the others.
+        listed = httpx.get(
+            f"{zhihui.base_url}/api/alerts",
+            params={"kind": "storage"},
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
+        assert [a["id"] for a in listed["items"]] == [alert["id"]]
 
 
 WRITE_UNTIL_FULL = """
