@@ -28,6 +28,7 @@ from dispatch_server.auth import views as auth_views
 from dispatch_server.auth.tokens import TokenService
 from dispatch_server.context import Context
 from dispatch_server.db import Database
+from dispatch_server.devices import views as device_views
 from dispatch_server.directives import views as directive_views
 from dispatch_server.escalation import views as escalation_views
 from dispatch_server.escalation.scheduler import EscalationScheduler
@@ -40,6 +41,7 @@ from dispatch_server.realtime.hub import Hub
 from dispatch_server.scheduling.clock import Clock, SystemClock
 from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
+from dispatch_server.units import views as unit_views
 from dispatch_server.web import views as web_views
 from media_relay.app import create_relay_app
 from media_relay.events import (
@@ -168,6 +170,8 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     for router in (
         auth_views.router,
         people_views.router,
+        unit_views.router,
+        device_views.router,
         directive_views.router,
         incident_views.router,
         escalation_views.router,

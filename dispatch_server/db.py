@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, TypeDecorator, event, text
+from sqlalchemy import Connection, DateTime, TypeDecorator, event, inspect, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.schema import CreateColumn
 
 __all__ = ["Base", "Database", "UtcDateTime", "utcnow"]
 
@@ -71,21 +72,25 @@ class Database:
         return self.engine.dialect.name
 
     async def start(self) -> None:
-        """Create what is missing of the schema (tables only: there are no migrations yet)."""
+        """Create what is missing of the schema: new tables, and new columns that may be NULL or
+        have a server default (there are no migrations yet)."""
         # Import every domain's models so their tables are known.
         from dispatch_server.alerts import models as _alerts  # noqa: F401
         from dispatch_server.archive import models as _archive  # noqa: F401
         from dispatch_server.audit import models as _audit  # noqa: F401
         from dispatch_server.audit.service import ensure_head
         from dispatch_server.auth import models as _auth  # noqa: F401
+        from dispatch_server.devices import models as _devices  # noqa: F401
         from dispatch_server.directives import models as _directives  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter
         from dispatch_server.streams import models as _streams  # noqa: F401
+        from dispatch_server.units import models as _units  # noqa: F401
 
         async with self.engine.begin() as connection:
             await _lock_schema(connection)
             await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(_add_missing_columns)
             await ensure_counter(connection)
             await ensure_head(connection)
 
@@ -95,6 +100,27 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
             yield session
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    """Add the columns a model gained since its table was made (``create_all`` makes only new
+    tables). Only additions, and only columns that may be NULL or have a server default, so that
+    existing rows stay valid; anything else needs a real migration and is refused here."""
+    inspector = inspect(connection)
+    present_tables = set(inspector.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in present_tables:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise RuntimeError(
+                    f"{table.name}.{column.name} is NOT NULL without a server default: migrate by hand"
+                )
+            spec = CreateColumn(column).compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

@@ -70,6 +70,13 @@ class AuthSettings(_Section):
         description="HMAC secret for access tokens. Unset: a random one is made and kept in data_dir.",
     )
     access_token_minutes: int = Field(15, ge=1, le=15, description="Access token lifetime.")
+    refresh_token_hours: float = Field(
+        12.0,
+        gt=0,
+        le=7 * 24,
+        description="How long a sign-in lasts: refresh tokens renew the access token until this long "
+        "after the password was given; then the person signs in again.",
+    )
     publish_grant_minutes: int = Field(
         60, ge=1, le=24 * 60, description="How long a publish grant may be used to start publishing."
     )

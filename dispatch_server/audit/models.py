@@ -14,6 +14,17 @@ AuditId = BigInteger().with_variant(Integer(), "sqlite")
 
 class AuditAction(enum.StrEnum):
     LOGIN = "auth.login"
+    LOGOUT = "auth.logout"
+    REFRESH_REUSE = "auth.refresh_reuse"
+    """A spent refresh token was shown again: its whole sign-in was revoked."""
+    PERSON_CREATE = "people.create"
+    PERSON_UPDATE = "people.update"
+    UNIT_CREATE = "units.create"
+    UNIT_UPDATE = "units.update"
+    UNIT_DELETE = "units.delete"
+    DEVICE_CREATE = "devices.create"
+    DEVICE_UPDATE = "devices.update"
+    DEVICE_DELETE = "devices.delete"
     ARCHIVE_SEARCH = "archive.search"
     ARCHIVE_PLAY = "archive.play"
     ARCHIVE_EXPORT = "archive.export"

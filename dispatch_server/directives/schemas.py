@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
-from dispatch_server.directives.models import TargetState
+from dispatch_server.db import utcnow
+from dispatch_server.directives.models import DirectiveOrigin, TargetScope, TargetState, is_overdue
 from dispatch_server.people.schemas import UserOut
+from dispatch_server.units.schemas import UnitRef
 
 
 class DirectiveIn(BaseModel):
@@ -14,7 +17,12 @@ class DirectiveIn(BaseModel):
     target_ids: list[int] = Field(
         default_factory=list,
         max_length=500,
-        description="People to send it to. Empty with an incident_id: everyone on the incident.",
+        description="People to send it to. Empty with a unit_id: everyone in the unit; empty with only "
+        "an incident_id: everyone on the incident.",
+    )
+    unit_id: int | None = Field(
+        None,
+        description="Send it to everyone in this unit and its sub-units, as they are when it is issued.",
     )
     incident_id: int | None = Field(None, description="The incident it belongs to.")
     text: str = Field(min_length=1, max_length=2000, description="What they must do.")
@@ -23,6 +31,16 @@ class DirectiveIn(BaseModel):
         gt=0,
         le=24 * 3600,
         description="How long each target has to acknowledge it; then it is escalated.",
+    )
+    complete_by: AwareDatetime | None = Field(
+        None,
+        description="When it must be done (with a time zone); a target that has not reported it done "
+        "by then is overdue. Not in the past, nor before the acknowledgement deadline.",
+    )
+    origin: DirectiveOrigin | None = Field(
+        None,
+        description="Where it comes from. Unset: the upper court for an upper-court observer, else this "
+        "center; a center commander may record a directive relayed from the upper court.",
     )
 
 
@@ -33,10 +51,19 @@ class TargetOut(BaseModel):
     state: TargetState
     delivered_at: datetime | None
     acknowledged_at: datetime | None
+    done_at: datetime | None = None
     escalations: int = Field(0, description="How often a missing acknowledgement was escalated (0-2).")
+    overdue: bool = Field(
+        False,
+        description="Late when this was sent: not acknowledged by the deadline, or not done by complete_by.",
+    )
 
 
 class DirectiveOut(BaseModel):
+    """A directive as it stands. Built from the database, ``overdue`` is worked out for the time in
+    the validation context's ``now`` (the app's clock), else the system's; read back from JSON (the
+    event log) it stays as it was when sent."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: int
@@ -44,5 +71,20 @@ class DirectiveOut(BaseModel):
     issuer: UserOut
     created_at: datetime
     deadline: datetime
+    complete_by: datetime | None = None
+    scope: TargetScope = TargetScope.PEOPLE
+    unit: UnitRef | None = None
     incident_id: int | None = None
+    origin: DirectiveOrigin = DirectiveOrigin.CENTER
     targets: list[TargetOut]
+
+    @model_validator(mode="after")
+    def _overdue(self, info: ValidationInfo) -> Self:
+        if info.mode == "json":
+            return self
+        now = (info.context or {}).get("now") or utcnow()
+        for target in self.targets:
+            target.overdue = is_overdue(
+                target.state, deadline=self.deadline, complete_by=self.complete_by, now=now
+            )
+        return self

@@ -40,6 +40,8 @@ class TimelineKind(enum.StrEnum):
     NOTE = "note"
     DIRECTIVE = "directive"
     ACKNOWLEDGED = "acknowledged"
+    DONE = "done"
+    """A directive's target reported it done."""
     ESCALATION = "escalation"
     STREAM_UP = "stream_up"
     STREAM_DOWN = "stream_down"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, String
+from sqlalchemy import Enum, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch_server.db import Base, UtcDateTime, utcnow
@@ -34,4 +34,7 @@ class Person(Base):
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=32))
     password_hash: Mapped[str] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
+    """False: disabled. A disabled person cannot sign in, and its sign-ins stop renewing."""
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("unit.id"), default=None, index=True)
+    """The unit it belongs to (R15), if any."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

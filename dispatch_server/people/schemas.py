@@ -16,6 +16,8 @@ class UserOut(BaseModel):
 
 class PersonOut(UserOut):
     online: bool = False
+    unit_id: int | None = None
+    active: bool = True
 
 
 class PersonIn(BaseModel):
@@ -33,4 +35,17 @@ class PersonIn(BaseModel):
     role: Role
     password: str = Field(
         min_length=8, max_length=256, description="At least 8 characters; kept as an argon2 hash."
+    )
+    unit_id: int | None = Field(None, description="The unit the person belongs to (R15).")
+
+
+class PersonPatch(BaseModel):
+    """Fields to change (admins only); those left out stay as they are (``unit_id: null``: no unit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = Field(None, min_length=1, max_length=128)
+    unit_id: int | None = None
+    active: bool | None = Field(
+        None, description="false disables the account: no sign-in, and its sign-ins stop renewing at once."
     )

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch_server.auth import refresh
 from dispatch_server.auth.passwords import hash_password, random_password, verify_password
 from dispatch_server.errors import Conflict, Invalid, NotFound
 from dispatch_server.people.models import Person, Role
+from dispatch_server.units.models import Unit
 
 __all__ = [
     "authenticate",
@@ -20,6 +24,7 @@ __all__ = [
     "get",
     "get_many",
     "list_people",
+    "update",
 ]
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
@@ -31,7 +36,13 @@ DEMO_PEOPLE = (
 
 
 async def create(
-    *, db_session: AsyncSession, username: str, display_name: str, role: Role, password: str
+    *,
+    db_session: AsyncSession,
+    username: str,
+    display_name: str,
+    role: Role,
+    password: str,
+    unit_id: int | None = None,
 ) -> Person:
     if not USERNAME.match(username):
         raise Invalid("a username is 2-64 characters: lower-case letters, digits, '.', '_' or '-'")
@@ -40,12 +51,50 @@ async def create(
     existing = await db_session.scalar(select(Person).where(Person.username == username))
     if existing is not None:
         raise Conflict(f"the username {username!r} is taken")
+    if unit_id is not None:
+        await _unit(db_session, unit_id)
     person = Person(
-        username=username, display_name=display_name, role=role, password_hash=hash_password(password)
+        username=username,
+        display_name=display_name,
+        role=role,
+        password_hash=hash_password(password),
+        unit_id=unit_id,
     )
     db_session.add(person)
     await db_session.flush()
     return person
+
+
+async def _unit(db_session: AsyncSession, unit_id: int) -> None:
+    if await db_session.get(Unit, unit_id) is None:
+        raise NotFound(f"there is no unit {unit_id}")
+
+
+async def update(
+    *, db_session: AsyncSession, person_id: int, changes: dict[str, Any], now: datetime
+) -> tuple[Person, dict[str, Any]]:
+    """Change ``display_name``, ``unit_id`` or ``active``; the person (active or not) and what
+    changed. Disabling ends the person's sign-ins (their refresh tokens) in the same transaction."""
+    person = await db_session.get(Person, person_id, populate_existing=True)
+    if person is None:
+        raise NotFound(f"there is no person with id {person_id}")
+    changed: dict[str, Any] = {}
+    if changes.get("display_name") is not None:
+        name = changes["display_name"].strip()
+        if not name:
+            raise Invalid("a display name cannot be blank")
+        if name != person.display_name:
+            changed["display_name"] = person.display_name = name
+    if "unit_id" in changes and changes["unit_id"] != person.unit_id:
+        if changes["unit_id"] is not None:
+            await _unit(db_session, changes["unit_id"])
+        changed["unit_id"] = person.unit_id = changes["unit_id"]
+    if changes.get("active") is not None and changes["active"] != person.active:
+        changed["active"] = person.active = changes["active"]
+        if not person.active:
+            await refresh.revoke_person(db_session=db_session, person_id=person.id, now=now)
+    await db_session.flush()
+    return person, changed
 
 
 async def get(*, db_session: AsyncSession, person_id: int) -> Person:
@@ -65,10 +114,20 @@ async def get_many(*, db_session: AsyncSession, person_ids: Iterable[int]) -> li
     return [found[pid] for pid in wanted]
 
 
-async def list_people(*, db_session: AsyncSession, role: Role | None = None) -> list[Person]:
-    query = select(Person).where(Person.active).order_by(Person.display_name)
+async def list_people(
+    *,
+    db_session: AsyncSession,
+    role: Role | None = None,
+    unit_ids: Iterable[int] | None = None,
+    include_disabled: bool = False,
+) -> list[Person]:
+    query = select(Person).order_by(Person.display_name)
+    if not include_disabled:
+        query = query.where(Person.active)
     if role is not None:
         query = query.where(Person.role == role)
+    if unit_ids is not None:
+        query = query.where(Person.unit_id.in_(list(unit_ids)))
     return list((await db_session.scalars(query)).all())
 
 

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.views import actor_of
+from dispatch_server.auth.deps import DbSession, Now, require_roles
+from dispatch_server.people.models import WATCH_ROLES, Person, Role
+from dispatch_server.units import service
+from dispatch_server.units.models import Unit
+from dispatch_server.units.schemas import UnitIn, UnitOut, UnitPage, UnitPatch
+
+router = APIRouter(prefix="/api/units", tags=["units"])
+
+Reader = Annotated[Person, Depends(require_roles(*WATCH_ROLES))]
+"""The command room reads units (to direct them, and on the wall)."""
+Admin = Annotated[Person, Depends(require_roles(Role.ADMIN))]
+"""Only admins keep them."""
+
+
+async def _out(db_session: DbSession, unit: Unit) -> UnitOut:
+    counts = await service.member_counts(db_session=db_session, unit_ids=[unit.id])
+    return UnitOut.model_validate(unit).model_copy(update={"members": counts.get(unit.id, 0)})
+
+
+@router.get("", response_model=UnitPage, summary="Units by name, a page at a time")
+async def list_units(
+    db_session: DbSession,
+    _user: Reader,
+    parent_id: Annotated[int | None, Query(description="Only the direct sub-units of this unit.")] = None,
+    top_level: Annotated[bool, Query(description="Only units that are part of no other.")] = False,
+    q: Annotated[str | None, Query(max_length=100, description="Words in the name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> UnitPage:
+    units, total = await service.list_units(
+        db_session=db_session, parent_id=parent_id, top_level=top_level, text=q, limit=limit, offset=offset
+    )
+    counts = await service.member_counts(db_session=db_session, unit_ids=[unit.id for unit in units])
+    items = [UnitOut.model_validate(u).model_copy(update={"members": counts.get(u.id, 0)}) for u in units]
+    return UnitPage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post("", response_model=UnitOut, status_code=201, summary="Create a unit")
+async def create_unit(
+    body: UnitIn, request: Request, now: Now, db_session: DbSession, user: Admin
+) -> UnitOut:
+    unit = await service.create(db_session=db_session, name=body.name, parent_id=body.parent_id, now=now)
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.UNIT_CREATE,
+        outcome=Outcome.SUCCESS,
+        actor=actor_of(user, request),
+        object=f"unit:{unit.id}",
+        detail={"name": unit.name, "parent_id": unit.parent_id},
+    )
+    await db_session.commit()
+    return await _out(db_session, unit)
+
+
+@router.get("/{unit_id}", response_model=UnitOut, summary="One unit")
+async def get_unit(unit_id: int, db_session: DbSession, _user: Reader) -> UnitOut:
+    return await _out(db_session, await service.get(db_session=db_session, unit_id=unit_id))
+
+
+@router.patch("/{unit_id}", response_model=UnitOut, summary="Rename a unit or move it under another")
+async def update_unit(
+    unit_id: int, body: UnitPatch, request: Request, db_session: DbSession, user: Admin
+) -> UnitOut:
+    unit, changed = await service.update(
+        db_session=db_session, unit_id=unit_id, changes=body.model_dump(exclude_unset=True)
+    )
+    if changed:
+        await audit.record(
+            db_session=db_session,
+            action=AuditAction.UNIT_UPDATE,
+            outcome=Outcome.SUCCESS,
+            actor=actor_of(user, request),
+            object=f"unit:{unit.id}",
+            detail=changed,
+        )
+    await db_session.commit()
+    return await _out(db_session, unit)
+
+
+@router.delete("/{unit_id}", status_code=204, summary="Remove a unit nobody belongs to")
+async def delete_unit(unit_id: int, request: Request, db_session: DbSession, user: Admin) -> Response:
+    unit = await service.delete(db_session=db_session, unit_id=unit_id)
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.UNIT_DELETE,
+        outcome=Outcome.SUCCESS,
+        actor=actor_of(user, request),
+        object=f"unit:{unit_id}",
+        detail={"name": unit.name},
+    )
+    await db_session.commit()
+    return Response(status_code=204)
