@@ -94,6 +94,20 @@ def _no_export(world: World) -> dict[str, Any]:
     return {"export_id": 999999}
 
 
+def _open_sos(world: World) -> dict[str, Any]:
+    """The field officer's open SOS (raised now, or the one open already)."""
+    return {"alert_id": world.people["field_officer"].http.post("/api/alerts/sos", json={}).json()["id"]}
+
+
+def _sos_with_none_open(world: World, column: str) -> dict[str, Any]:
+    """An SOS, the officer's previous one resolved first, so that it raises a new one."""
+    admin = world.people["admin"].http
+    mine = {"kind": "sos", "person_id": world.id("field_officer")}
+    for alert in admin.get("/api/alerts", params=mine).json()["items"]:
+        admin.post(f"/api/alerts/{alert['id']}/resolve", json={"note": "RBAC"})
+    return {"position": {"latitude": 39.9042, "longitude": 116.4074, "accuracy_m": 12}}
+
+
 def _new_person(world: World, column: str) -> dict[str, Any]:
     username = f"new-{secrets.token_hex(4)}"
     return {"username": username, "display_name": username, "role": "field_officer", "password": PASSWORD}
@@ -166,6 +180,16 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/exports/{export_id}/download"): Row(allow(404, COMMAND), params=_no_export),
     ("GET", "/api/audit"): Row(allow(200, {"admin", "leader"})),
     ("GET", "/api/audit/verify"): Row(allow(200, {"admin", "leader"})),
+    # Alerts (R8, R9): the command room sees and handles them; a field officer raises an SOS.
+    ("GET", "/api/alerts"): Row(allow(200, WATCH)),
+    ("GET", "/api/alerts/{alert_id}"): Row(allow(200, WATCH), params=_open_sos),
+    ("POST", "/api/alerts/{alert_id}/acknowledge"): Row(
+        allow(200, WATCH), params=_open_sos, body=lambda w, c: {"note": "on it"}
+    ),
+    ("POST", "/api/alerts/{alert_id}/resolve"): Row(
+        allow(200, WATCH), params=_open_sos, body=lambda w, c: {"note": "dealt with"}
+    ),
+    ("POST", "/api/alerts/sos"): Row(allow(201, {"field_officer"}), body=_sos_with_none_open),
 }
 
 
