@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import ApiClient
-from tests.support import ZhihuiProcess, running_zhihui, zhihui_env
+from tests.support import ZhihuiProcess, login, running_zhihui, zhihui_env
 
 ROLES = ("field_officer", "duty_officer", "commander", "leader", "upper_observer", "external", "admin")
 COLUMNS = ("anonymous", *ROLES)
@@ -50,6 +50,27 @@ class World:
     def directive(self) -> int:
         body = {"target_ids": [self.id("field_officer")], "text": "RBAC"}
         return int(self.people["admin"].http.post("/api/directives", json=body).json()["id"])
+
+    def acknowledged_directive(self) -> int:
+        """A directive to the field officer, who has acknowledged it (so it may report it done)."""
+        directive_id = self.directive()
+        self.people["field_officer"].http.post(f"/api/directives/{directive_id}/ack")
+        return directive_id
+
+    def unit(self) -> int:
+        body = {"name": f"Unit {secrets.token_hex(4)}"}
+        return int(self.people["admin"].http.post("/api/units", json=body).json()["id"])
+
+    def device(self) -> int:
+        body = {"kind": "bodycam", "serial": f"BC-{secrets.token_hex(4)}"}
+        return int(self.people["admin"].http.post("/api/devices", json=body).json()["id"])
+
+    def refresh_token(self, column: str) -> str:
+        """A fresh sign-in's refresh token for this column's person (anonymous: a made-up one)."""
+        if column not in ROLES:
+            return "not-a-refresh-token"
+        username = str(self.people[column].user["username"])
+        return str(login(self.zhihui.base_url, username, PASSWORD)["refresh_token"])
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,14 @@ def _sos_with_none_open(world: World, column: str) -> dict[str, Any]:
     return {"position": {"latitude": 39.9042, "longitude": 116.4074, "accuracy_m": 12}}
 
 
+def _unit(world: World) -> dict[str, Any]:
+    return {"unit_id": world.unit()}
+
+
+def _device(world: World) -> dict[str, Any]:
+    return {"device_id": world.device()}
+
+
 def _new_person(world: World, column: str) -> dict[str, Any]:
     username = f"new-{secrets.token_hex(4)}"
     return {"username": username, "display_name": username, "role": "field_officer", "password": PASSWORD}
@@ -121,9 +150,41 @@ MATRIX: dict[tuple[str, str], Row] = {
             "password": PASSWORD,
         },
     ),
+    ("POST", "/api/auth/refresh"): Row(
+        expect={"anonymous": 401} | {role: 200 for role in ROLES},
+        body=lambda world, column: {"refresh_token": world.refresh_token(column)},
+    ),
+    ("POST", "/api/auth/logout"): Row(  # the refresh token is the credential; any answer is 204
+        expect={column: 204 for column in COLUMNS},
+        body=lambda world, column: {"refresh_token": world.refresh_token(column)},
+    ),
     ("GET", "/api/me"): Row(allow(200, EVERYONE)),
     ("GET", "/api/people"): Row(allow(200, WATCH)),
     ("POST", "/api/people"): Row(allow(201, {"admin"}), body=_new_person),
+    ("PATCH", "/api/people/{person_id}"): Row(
+        allow(200, {"admin"}),
+        params=lambda w: {"person_id": w.id("field_officer")},
+        body=lambda w, c: {"display_name": "Field Officer 1"},
+    ),
+    # Units and devices (R15): the command room reads them, admins keep them.
+    ("GET", "/api/units"): Row(allow(200, WATCH)),
+    ("POST", "/api/units"): Row(
+        allow(201, {"admin"}), body=lambda w, c: {"name": f"U-{secrets.token_hex(4)}"}
+    ),
+    ("GET", "/api/units/{unit_id}"): Row(allow(200, WATCH), params=_unit),
+    ("PATCH", "/api/units/{unit_id}"): Row(
+        allow(200, {"admin"}), params=_unit, body=lambda w, c: {"name": f"U-{secrets.token_hex(4)}"}
+    ),
+    ("DELETE", "/api/units/{unit_id}"): Row(allow(204, {"admin"}), params=_unit),
+    ("GET", "/api/devices"): Row(allow(200, WATCH)),
+    ("POST", "/api/devices"): Row(
+        allow(201, {"admin"}), body=lambda w, c: {"kind": "radio", "serial": f"R-{secrets.token_hex(4)}"}
+    ),
+    ("GET", "/api/devices/{device_id}"): Row(allow(200, WATCH), params=_device),
+    ("PATCH", "/api/devices/{device_id}"): Row(
+        allow(200, {"admin"}), params=_device, body=lambda w, c: {"status": "in_repair"}
+    ),
+    ("DELETE", "/api/devices/{device_id}"): Row(allow(204, {"admin"}), params=_device),
     ("POST", "/api/grants/publish"): Row(
         allow(200, {"field_officer"}), body=lambda w, c: {"device": "phone"}
     ),
@@ -140,6 +201,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/directives"): Row(allow(200, EVERYONE)),
     ("POST", "/api/directives/{directive_id}/ack"): Row(  # only its target; to others it is not there
         allow(200, {"field_officer"}, denied=404), params=lambda w: {"directive_id": w.directive()}
+    ),
+    ("POST", "/api/directives/{directive_id}/done"): Row(  # its target, after acknowledging it
+        allow(200, {"field_officer"}, denied=404),
+        params=lambda w: {"directive_id": w.acknowledged_directive()},
     ),
     ("GET", "/api/escalations"): Row(allow(200, WATCH)),
     ("POST", "/api/incidents"): Row(
