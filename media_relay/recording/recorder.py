@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
+from media_relay.recording.clock import StreamClock, ntp_seconds
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
 from media_relay.recording.segment import SegmentTemplate, SegmentWriter, TrackFormat
 
@@ -75,8 +76,7 @@ class StreamRecorder:
         self._segment_started_wall: datetime | None = None
         self._segment_started_mono = 0.0
         self._sequence = self._next_sequence()
-        self._t0 = time.monotonic()
-        self._rtp_base: dict[MediaKind, tuple[int, float]] = {}
+        self.clock = StreamClock(epoch=time.monotonic())
         self._last_pts: dict[MediaKind, float] = {}
         self._pending_audio: deque[EncodedFrame] = deque(maxlen=MAX_PENDING_AUDIO)
         self._last_sync = 0.0
@@ -111,9 +111,16 @@ class StreamRecorder:
             self._then(self._writer.sync)
             self._last_sync = now
 
+    def on_sender_report(self, kind: MediaKind, ntp: int, rtp_timestamp: int) -> None:
+        """An RTCP sender report for the ``kind`` track: ``ntp`` its 64-bit NTP timestamp, and
+        ``rtp_timestamp`` counted as that track's frames' timestamps are (modulo 2**32). From then
+        on the track's frames are timed on the sender's clock (A/V sync, see
+        :mod:`media_relay.recording.clock`)."""
+        self.clock.on_sender_report(kind, ntp_seconds(ntp), rtp_timestamp)
+
     def source_restarted(self) -> None:
         """A new publisher session feeds this recorder: its RTP clocks start again."""
-        self._rtp_base.clear()
+        self.clock.restart()
 
     def pause(self) -> None:
         """The publisher dropped: seal what is recorded so far; :meth:`resume` notes the gap."""
@@ -208,11 +215,7 @@ class StreamRecorder:
 
     def _write(self, frame: EncodedFrame) -> None:
         assert self._writer is not None
-        base = self._rtp_base.get(frame.kind)
-        if base is None:
-            base = (frame.timestamp, frame.received_at - self._t0)
-            self._rtp_base[frame.kind] = base
-        pts = base[1] + (frame.timestamp - base[0]) / frame.clock_rate
+        pts = self.clock.media_time(frame.kind, frame.timestamp, frame.clock_rate, frame.received_at)
         last = self._last_pts.get(frame.kind)
         if last is not None and pts <= last:
             pts = last + 1 / 90000
@@ -240,6 +243,7 @@ class StreamRecorder:
             "media_start": round(writer.first_pts or 0.0, 6),
             "media_end": round(writer.last_pts or 0.0, 6),
             "frames": {kind.value: count for kind, count in writer.frames.items()},
+            "clock": {kind.value: self.clock.source(kind).value for kind in self._formats},
         }
         self._sequence += 1
 
