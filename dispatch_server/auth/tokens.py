@@ -51,12 +51,18 @@ class TokenService:
         return cls(secret, settings.auth.access_token_minutes)
 
     def issue(self, person_id: int, role: Role, now: datetime | None = None) -> tuple[str, datetime]:
-        expires_at = (now or datetime.now(UTC)) + timedelta(minutes=self.minutes)
-        token = jwt.encode(
-            {"sub": str(person_id), "role": role.value, "exp": expires_at, "aud": AUDIENCE, "typ": "access"},
-            self._secret,
-            algorithm=ALGORITHM,
-        )
+        issued_at = now or datetime.now(UTC)
+        expires_at = issued_at + timedelta(minutes=self.minutes)
+        claims = {
+            "sub": str(person_id),
+            "role": role.value,
+            "iat": issued_at,
+            "exp": expires_at,
+            "aud": AUDIENCE,
+            "typ": "access",
+            "jti": secrets.token_hex(8),  # each token its own, even two issued in the same second
+        }
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return token, expires_at
 
     def verify(self, token: str | None) -> AccessClaims:
