@@ -30,6 +30,8 @@ from dispatch_server.context import Context
 from dispatch_server.db import Database
 from dispatch_server.devices import views as device_views
 from dispatch_server.directives import views as directive_views
+from dispatch_server.duty import views as duty_views
+from dispatch_server.duty.rules import EmptySeatCheck
 from dispatch_server.escalation import views as escalation_views
 from dispatch_server.escalation.scheduler import EscalationScheduler
 from dispatch_server.incidents import service as incidents
@@ -88,11 +90,13 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         clock=clock,
         leader_after=timedelta(seconds=settings.escalation.leader_after_seconds),
         poll=timedelta(seconds=settings.escalation.poll_seconds),
+        leader_post=settings.duty.leader_post,
     )
     rules = RuleRunner(
         db=context.db, bus=context.bus, clock=clock, every=timedelta(seconds=settings.alerts.check_seconds)
     )
     rules.add("ack_overdue", ack_overdue.check)
+    rules.add(EmptySeatCheck.name, EmptySeatCheck(settings.duty))
 
     archive = archive_views.Archive(
         root=settings.recording.root,
@@ -173,6 +177,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         unit_views.router,
         device_views.router,
         directive_views.router,
+        duty_views.router,
         incident_views.router,
         escalation_views.router,
         stream_views.router,

@@ -82,6 +82,7 @@ class Database:
         from dispatch_server.auth import models as _auth  # noqa: F401
         from dispatch_server.devices import models as _devices  # noqa: F401
         from dispatch_server.directives import models as _directives  # noqa: F401
+        from dispatch_server.duty import models as _duty  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter
         from dispatch_server.streams import models as _streams  # noqa: F401

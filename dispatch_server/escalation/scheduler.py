@@ -30,13 +30,22 @@ class EscalationScheduler:
     ``stop`` cancels it and waits for it."""
 
     def __init__(
-        self, *, db: Database, bus: Bus, clock: Clock, leader_after: timedelta, poll: timedelta
+        self,
+        *,
+        db: Database,
+        bus: Bus,
+        clock: Clock,
+        leader_after: timedelta,
+        poll: timedelta,
+        leader_post: str | None = None,
     ) -> None:
         self._db = db
         self._bus = bus
         self._clock = clock
         self._leader_after = leader_after
         self._poll = poll
+        self._leader_post = leader_post
+        """The duty post whose holder gets second-level escalations (None: the first leader)."""
         self._task: asyncio.Task[None] | None = None
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         """Who fires: written on each escalation."""
@@ -64,6 +73,7 @@ class EscalationScheduler:
                     now=self._clock.now(),
                     leader_after=self._leader_after,
                     node=self.node,
+                    leader_post=self._leader_post,
                 )
             await eventlog.publish(bus=self._bus, events=logged)
             fired += len(logged)

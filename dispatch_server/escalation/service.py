@@ -3,8 +3,9 @@
 Each directive target gets an :class:`~dispatch_server.escalation.models.AckTimer` when the
 directive is issued, due at its deadline; acknowledging stops it. When it falls due, the first
 escalation goes to the incident's commander (else the directive's issuer) and the timer is set
-``leader_after`` later; when that falls due too, the second goes to the leader on duty (for now:
-the first active person with the role leader) and the timer stops.
+``leader_after`` later; when that falls due too, the second goes to the leader on duty (whoever is
+signed in, else rostered, on the ``duty.leader_post`` post then; with nobody there, the first active
+person with the role leader) and the timer stops.
 
 Exactly once, with any number of dispatch processes: :func:`fire_due` takes the event log's lock
 (which serialises it with acknowledgements and with other processes' runs) and claims each timer
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch_server.alerts import overdue as ack_overdue
 from dispatch_server.directives.models import Directive, DirectiveTarget, TargetState
 from dispatch_server.directives.schemas import DirectiveOut
+from dispatch_server.duty import service as duty
 from dispatch_server.escalation.models import LEVELS, AckTimer, Escalation, EscalationLevel
 from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.incidents import service as incidents
@@ -68,17 +70,30 @@ async def next_due(*, db_session: AsyncSession) -> datetime | None:
     return await db_session.scalar(select(func.min(AckTimer.due_at)))
 
 
-async def leader_on_duty(*, db_session: AsyncSession) -> Person | None:
-    """The leader escalations go to. There is no duty roster yet: the first active leader."""
+async def leader_on_duty(
+    *, db_session: AsyncSession, now: datetime | None = None, post: str | None = None
+) -> Person | None:
+    """The leader escalations go to: who holds the leader-on-duty ``post`` at ``now`` (signed in,
+    else rostered; R10), else the first active leader."""
+    if post is not None and now is not None:
+        on_duty = await duty.holder(db_session=db_session, seat=post, now=now)
+        if on_duty is not None and on_duty.active:
+            return on_duty
     query = select(Person).where(Person.role == Role.LEADER, Person.active).order_by(Person.id).limit(1)
     return await db_session.scalar(query)
 
 
 async def fire_due(
-    *, db_session: AsyncSession, now: datetime, leader_after: timedelta, node: str = ""
+    *,
+    db_session: AsyncSession,
+    now: datetime,
+    leader_after: timedelta,
+    node: str = "",
+    leader_post: str | None = None,
 ) -> list[LoggedEvent]:
     """Fire every escalation due at ``now`` that no one has fired yet; commit; return the events
-    to push (one ``escalation`` for the command room each)."""
+    to push (one ``escalation`` for the command room each). Second-level escalations go to the
+    holder of ``leader_post`` (see :func:`leader_on_duty`)."""
     await eventlog.hold(db_session=db_session)
     due = (
         await db_session.execute(
@@ -107,7 +122,9 @@ async def fire_due(
         )
         if claimed.rowcount != 1:
             continue  # fired by another process, or acknowledged meanwhile
-        events.extend(await _escalate(db_session, target_id, LEVELS[level], due_at, now, node, overdue))
+        events.extend(
+            await _escalate(db_session, target_id, LEVELS[level], due_at, now, node, overdue, leader_post)
+        )
     if not events:
         await db_session.rollback()
         return []
@@ -124,6 +141,7 @@ async def _escalate(
     now: datetime,
     node: str,
     overdue: list[LoggedEvent],
+    leader_post: str | None = None,
 ) -> list[LoggedEvent]:
     target = await db_session.get(DirectiveTarget, target_id)
     assert target is not None
@@ -137,7 +155,7 @@ async def _escalate(
             incident.commander_id if incident is not None and incident.commander_id else directive.issuer_id
         )
     else:
-        leader = await leader_on_duty(db_session=db_session)
+        leader = await leader_on_duty(db_session=db_session, now=now, post=leader_post)
         to_id = leader.id if leader is not None else None
     added = Escalation(
         directive_id=directive_id,

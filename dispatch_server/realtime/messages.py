@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from dispatch_server.alerts.schemas import AlertOut, Position
 from dispatch_server.directives.schemas import DirectiveOut
+from dispatch_server.duty.schemas import DutyChange
 from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.streams.schemas import StreamOut
@@ -21,6 +22,7 @@ __all__ = [
     "ClientMessage",
     "DirectiveMessage",
     "DirectiveUpdateMessage",
+    "DutyMessage",
     "ErrorMessage",
     "EscalationMessage",
     "EventMessage",
@@ -174,6 +176,21 @@ class AlertUpdateMessage(_Event):
     alert: AlertOut
 
 
+class DutyMessage(_Event):
+    """The duty roster, a sign-in, a handover, an open item or the duty log changed (R10): for the
+    command room, which refreshes what it shows."""
+
+    type: Literal["duty"] = "duty"
+    change: DutyChange
+    post: str | None
+    person: UserOut | None
+    """Whom it is about (rostered, signed in, handing over, writing)."""
+    ref_id: int
+    """The shift, sign-in, handover, open item or log entry, as ``change`` says."""
+    summary: str
+    at: datetime
+
+
 class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
@@ -186,6 +203,7 @@ _Events = (
     | StreamDownMessage
     | StreamHealthMessage
     | EscalationMessage
+    | DutyMessage
     | AlertMessage
     | AlertUpdateMessage
 )

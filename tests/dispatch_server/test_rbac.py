@@ -5,11 +5,13 @@ the admin-only ``POST /api/people``."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -137,6 +139,53 @@ def _device(world: World) -> dict[str, Any]:
     return {"device_id": world.device()}
 
 
+# Duty (R10). Everyone the roster names is one duty officer of its own, never a column, so that a
+# handover addressed to nobody (the next rostered is that same writer) may be accepted by anyone.
+DESK = "command-desk"
+_duty_writers: dict[int, ApiClient] = {}
+_shift_slots = itertools.count()
+
+
+def _duty_writer(world: World) -> ApiClient:
+    """A duty officer signed in on the command desk, who writes the handovers."""
+    if id(world) not in _duty_writers:
+        created = world.people["admin"].http.post("/api/people", json=_account("duty-writer", "duty_officer"))
+        assert created.status_code == 201, created.text
+        writer = ApiClient(world.zhihui.base_url, "duty-writer", PASSWORD)
+        assert writer.http.post("/api/duty/sign-in", json={"post": DESK}).status_code == 200
+        _duty_writers[id(world)] = writer
+    return _duty_writers[id(world)]
+
+
+def _new_shift(world: World, column: str = "") -> dict[str, Any]:
+    """A two-hour shift of the writer on the desk, a month ahead, after every other one."""
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30, hours=2 * next(_shift_slots))
+    return {
+        "person_id": _duty_writer(world).id,
+        "post": DESK,
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+    }
+
+
+def _shift(world: World) -> dict[str, Any]:
+    created = world.people["admin"].http.post("/api/duty/shifts", json=_new_shift(world))
+    return {"shift_id": created.json()["id"]}
+
+
+def _handover(world: World, item: bool = False) -> dict[str, Any]:
+    body = {"post": DESK, "notes": "RBAC", "items": [{"text": "RBAC item"}] if item else []}
+    written = _duty_writer(world).http.post("/api/duty/handovers", json=body).json()
+    return {"handover_id": written["id"], "item_id": written["items"][-1]["id"] if item else 0}
+
+
+def _signed_in_on_desk(world: World, column: str) -> dict[str, Any]:
+    """The column signed in on the desk first (as far as it may), to sign out or hand over."""
+    if column in WATCH:
+        world.client(column).post("/api/duty/sign-in", json={"post": DESK})
+    return {"post": DESK}
+
+
 def _new_person(world: World, column: str) -> dict[str, Any]:
     username = f"new-{secrets.token_hex(4)}"
     return {"username": username, "display_name": username, "role": "field_officer", "password": PASSWORD}
@@ -255,6 +304,33 @@ MATRIX: dict[tuple[str, str], Row] = {
         allow(200, WATCH), params=_open_sos, body=lambda w, c: {"note": "dealt with"}
     ),
     ("POST", "/api/alerts/sos"): Row(allow(201, {"field_officer"}), body=_sos_with_none_open),
+    # Duty (R10): run by the command room (duty officers, commanders, leaders, admins); the roster
+    # is planned by commanders, leaders and admins. Field officers are in the field, observers
+    # and external participants outside the center: none of it is theirs.
+    ("GET", "/api/duty/posts"): Row(allow(200, WATCH)),
+    ("GET", "/api/duty/board"): Row(allow(200, WATCH)),
+    ("GET", "/api/duty/shifts"): Row(allow(200, WATCH)),
+    ("POST", "/api/duty/shifts"): Row(allow(201, COMMAND), body=_new_shift),
+    ("GET", "/api/duty/shifts/{shift_id}"): Row(allow(200, WATCH), params=_shift),
+    ("PATCH", "/api/duty/shifts/{shift_id}"): Row(
+        allow(200, COMMAND), params=_shift, body=lambda w, c: {"note": "RBAC"}
+    ),
+    ("DELETE", "/api/duty/shifts/{shift_id}"): Row(allow(204, COMMAND), params=_shift),
+    ("POST", "/api/duty/sign-in"): Row(allow(200, WATCH), body=lambda w, c: {"post": DESK}),
+    ("POST", "/api/duty/sign-out"): Row(allow(200, WATCH), body=_signed_in_on_desk),
+    ("GET", "/api/duty/sign-ins"): Row(allow(200, WATCH)),
+    ("POST", "/api/duty/handovers"): Row(
+        allow(201, WATCH), body=lambda w, c: _signed_in_on_desk(w, c) | {"notes": "RBAC"}
+    ),
+    ("GET", "/api/duty/handovers"): Row(allow(200, WATCH)),
+    ("GET", "/api/duty/handovers/{handover_id}"): Row(allow(200, WATCH), params=_handover),
+    ("POST", "/api/duty/handovers/{handover_id}/accept"): Row(allow(200, WATCH), params=_handover),
+    ("GET", "/api/duty/items"): Row(allow(200, WATCH)),
+    ("POST", "/api/duty/items/{item_id}/close"): Row(
+        allow(200, WATCH), params=lambda w: _handover(w, item=True), body=lambda w, c: {"note": "done"}
+    ),
+    ("GET", "/api/duty/log"): Row(allow(200, WATCH)),
+    ("POST", "/api/duty/log"): Row(allow(201, WATCH), body=lambda w, c: {"kind": "note", "text": "RBAC"}),
 }
 
 
