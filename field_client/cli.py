@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from field_client.dispatch import DispatchClient, DispatchError
+from field_client.dispatch import DispatchClient, DispatchError, SignedOut
 from field_client.sources import open_source
 from field_client.whip import WhipError, WhipPublisher
 
@@ -61,6 +61,13 @@ class Officer:
         console.print(f"[green]Acknowledged directive #{directive_id}[/green]")
 
 
+async def _listen(client: DispatchClient, officer: Officer) -> None:
+    try:
+        await client.listen(officer.on_message)
+    except SignedOut as exc:
+        console.print(f"[red]Signed out of dispatch ({exc}): directives stop; start again to sign in.[/red]")
+
+
 async def _keyboard(officer: Officer) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -91,7 +98,7 @@ async def run(
         await publisher.start(video, audio)
         console.print(f"[green]Publishing[/green] stream {grant.stream_id} from {source}")
         officer = Officer(client, auto_ack)
-        tasks.append(asyncio.create_task(client.listen(officer.on_message)))
+        tasks.append(asyncio.create_task(_listen(client, officer)))
         if not auto_ack and sys.stdin.isatty():
             tasks.append(asyncio.create_task(_keyboard(officer)))
         if duration is None:

@@ -1,10 +1,17 @@
-"""The field client's side of the dispatch server: sign in, get a publish grant, directives."""
+"""The field client's side of the dispatch server: sign in, get a publish grant, directives.
+
+The password is used once, to sign in; after that the access token (15 minutes) is renewed with
+the refresh token before it expires, on a 401, and when the websocket refuses it. Each refresh
+token is good once: the client keeps only the newest. When the sign-in ends (12 hours by default,
+a logout, or the account disabled) requests raise :class:`SignedOut`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,13 +21,20 @@ import websockets
 
 from field_client.whip import _detail
 
-__all__ = ["DispatchClient", "DispatchError", "PublishGrant"]
+__all__ = ["DispatchClient", "DispatchError", "PublishGrant", "SignedOut"]
 
 logger = logging.getLogger(__name__)
+
+RENEW_BEFORE_SECONDS = 60.0
+"""Refresh the access token when it has less than this left."""
 
 
 class DispatchError(RuntimeError):
     """The dispatch server refused a request; the message is the server's own."""
+
+
+class SignedOut(DispatchError):
+    """The sign-in has ended (expired, logged out, or disabled): sign in again with the password."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,13 @@ class DispatchClient:
         self.base_url = base_url.rstrip("/")
         self._http = http or httpx.AsyncClient(base_url=self.base_url, timeout=15)
         self.token: str | None = None
+        self.refresh_token: str | None = None
+        self.token_expires_at = 0.0
+        """When the access token expires, by ``time.monotonic()``."""
         self.user: dict[str, Any] | None = None
         self.last_event_id: int | None = None
         """The newest event seen on the websocket: a reconnect resumes after it, missing nothing."""
-        self._credentials: tuple[str, str] | None = None
+        self._renewing: asyncio.Lock = asyncio.Lock()
         self._ws: Any = None
 
     async def close(self) -> None:
@@ -46,29 +63,75 @@ class DispatchClient:
             await self._ws.close()
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    async def _send(self, method: str, path: str, *, authorized: bool, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if authorized and self.token else {}
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
+            return await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise DispatchError(f"cannot reach {self.base_url}: {exc}") from None
-        if response.status_code >= 400:
-            raise DispatchError(f"{method} {path}: {response.status_code} {_detail(response)}")
-        return response.json()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """An authorized request: the access token renewed first when it is about to expire, and
+        once more if the server refuses it."""
+        if (
+            self.refresh_token is not None
+            and time.monotonic() >= self.token_expires_at - RENEW_BEFORE_SECONDS
+        ):
+            await self.refresh()
+        response = await self._send(method, path, authorized=True, **kwargs)
+        if response.status_code == 401 and self.refresh_token is not None:
+            await self.refresh()
+            response = await self._send(method, path, authorized=True, **kwargs)
+        return _answer(method, path, response)
+
+    def _signed_in(self, body: dict[str, Any]) -> None:
+        self.token = body["access_token"]
+        self.refresh_token = body["refresh_token"]
+        self.token_expires_at = time.monotonic() + float(body["expires_in"])
+        self.user = body["user"]
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
-        body = await self._request(
-            "POST", "/api/auth/login", json={"username": username, "password": password}
+        """Sign in; the password is not kept."""
+        response = await self._send(
+            "POST", "/api/auth/login", authorized=False, json={"username": username, "password": password}
         )
-        self._credentials = (username, password)
-        self.token = body["access_token"]
-        self.user = body["user"]
-        return body["user"]
+        self._signed_in(_answer("POST", "/api/auth/login", response, signed_in=False))
+        assert self.user is not None
+        return self.user
+
+    async def refresh(self) -> None:
+        """Exchange the refresh token for a new access token and refresh token. Several callers at
+        once share one exchange (a token is good once: two exchanges would end the sign-in)."""
+        spent = self.refresh_token
+        async with self._renewing:
+            if self.refresh_token != spent:
+                return  # renewed by someone else while we waited
+            if self.refresh_token is None:
+                raise SignedOut("not signed in")
+            response = await self._send(
+                "POST", "/api/auth/refresh", authorized=False, json={"refresh_token": self.refresh_token}
+            )
+            if response.status_code == 401:
+                self.token = self.refresh_token = None
+                raise SignedOut(f"POST /api/auth/refresh: 401 {_detail(response)}")
+            self._signed_in(_answer("POST", "/api/auth/refresh", response))
+
+    async def logout(self) -> None:
+        """End the sign-in on the server (its refresh token stops working) and forget it."""
+        if self.refresh_token is not None:
+            await self._send(
+                "POST", "/api/auth/logout", authorized=False, json={"refresh_token": self.refresh_token}
+            )
+        self.token = self.refresh_token = None
 
     async def publish_grant(self, device: str) -> PublishGrant:
         body = await self._request("POST", "/api/grants/publish", json={"device": device})
         whip_url = str(httpx.URL(self.base_url + "/").join(body["whip_url"]))
         return PublishGrant(grant=body["grant"], stream_id=body["stream_id"], whip_url=whip_url)
+
+    async def done(self, directive_id: int) -> dict[str, Any]:
+        """Report a directive done (after acknowledging it); idempotent."""
+        return await self._request("POST", f"/api/directives/{directive_id}/done")  # type: ignore[no-any-return]
 
     async def acknowledge(self, directive_id: int) -> dict[str, Any]:
         if self._ws is not None:
@@ -79,12 +142,16 @@ class DispatchClient:
     async def listen(
         self, on_message: Callable[[dict[str, Any]], Awaitable[None]], *, reconnect: bool = True
     ) -> None:
-        """Keep the websocket open, reconnecting with backoff; hand each message to ``on_message``."""
+        """Keep the websocket open, reconnecting with backoff; hand each message to ``on_message``.
+        A refused access token is renewed before reconnecting; :class:`SignedOut` when the sign-in
+        has ended."""
         ws_url = "ws" + self.base_url.removeprefix("http") + "/ws"
         delay = 0.5
         while True:
             refused = False
             try:
+                if self.refresh_token is not None and time.monotonic() >= self.token_expires_at:
+                    await self.refresh()
                 async with websockets.connect(ws_url, max_size=64 * 1024) as ws:
                     auth: dict[str, Any] = {"type": "auth", "token": self.token}
                     if self.last_event_id is not None:
@@ -101,18 +168,24 @@ class DispatchClient:
                 logger.warning("directive channel closed (%s); reconnecting", exc)
             except (OSError, websockets.WebSocketException) as exc:
                 logger.warning("directive channel lost (%s); reconnecting", exc)
+            except SignedOut:
+                raise
+            except DispatchError as exc:  # the refresh could not reach the server
+                logger.warning("cannot renew the sign-in yet (%s); retrying", exc)
             finally:
                 self._ws = None
             if not reconnect:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
-            if refused and self._credentials is not None:
-                # Access tokens last 15 minutes: sign in again and carry on where we were.
+            if refused and self.refresh_token is not None:
+                # Access tokens last 15 minutes: renew it and carry on where we were.
                 try:
-                    await self.login(*self._credentials)
+                    await self.refresh()
+                except SignedOut:
+                    raise
                 except DispatchError as exc:
-                    logger.warning("cannot sign in again: %s", exc)
+                    logger.warning("cannot renew the sign-in yet: %s", exc)
 
     def _note_position(self, message: dict[str, Any]) -> None:
         event_id = message.get("event_id")
@@ -120,3 +193,11 @@ class DispatchClient:
             event_id = message.get("last_event_id")
         if isinstance(event_id, int) and (self.last_event_id is None or event_id > self.last_event_id):
             self.last_event_id = event_id
+
+
+def _answer(method: str, path: str, response: httpx.Response, *, signed_in: bool = True) -> Any:
+    """The JSON answer; :class:`SignedOut` for a 401 to a signed-in request, else DispatchError."""
+    if response.status_code >= 400:
+        error = SignedOut if response.status_code == 401 and signed_in else DispatchError
+        raise error(f"{method} {path}: {response.status_code} {_detail(response)}")
+    return response.json() if response.content else None

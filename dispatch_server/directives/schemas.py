@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationInfo,
+    model_validator,
+)
 
 from dispatch_server.db import utcnow
 from dispatch_server.directives.models import DirectiveOrigin, TargetScope, TargetState, is_overdue
@@ -60,9 +68,9 @@ class TargetOut(BaseModel):
 
 
 class DirectiveOut(BaseModel):
-    """A directive as it stands. Built from the database, ``overdue`` is worked out for the time in
-    the validation context's ``now`` (the app's clock), else the system's; read back from JSON (the
-    event log) it stays as it was when sent."""
+    """A directive as it stands. Built from the database row, ``overdue`` is worked out for the
+    time in the validation context's ``now`` (the app's clock), else the system's; read back from a
+    dict or JSON (the event log) it stays as it was when sent."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -78,13 +86,17 @@ class DirectiveOut(BaseModel):
     origin: DirectiveOrigin = DirectiveOrigin.CENTER
     targets: list[TargetOut]
 
-    @model_validator(mode="after")
-    def _overdue(self, info: ValidationInfo) -> Self:
-        if info.mode == "json":
-            return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _overdue(cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo) -> Self:
+        """Work out ``overdue`` when built from the database row; keep it when read from a dict or
+        JSON (the event log, a response being serialised)."""
+        directive = handler(data)
+        if info.mode == "json" or isinstance(data, dict | DirectiveOut):
+            return directive
         now = (info.context or {}).get("now") or utcnow()
-        for target in self.targets:
+        for target in directive.targets:
             target.overdue = is_overdue(
-                target.state, deadline=self.deadline, complete_by=self.complete_by, now=now
+                target.state, deadline=directive.deadline, complete_by=directive.complete_by, now=now
             )
-        return self
+        return directive
