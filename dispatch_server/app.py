@@ -19,6 +19,7 @@ from dispatch_server import errors
 from dispatch_server.alerts import overdue as ack_overdue
 from dispatch_server.alerts import views as alert_views
 from dispatch_server.alerts.rules import RuleRunner
+from dispatch_server.archive import retention_views as archive_retention_views
 from dispatch_server.archive import service as archive_catalog
 from dispatch_server.archive import views as archive_views
 from dispatch_server.archive.exports import ExportRunner
@@ -185,6 +186,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         web_views.router,
         audit_views.router,
         archive_views.router,
+        archive_retention_views.router,
         alert_views.router,
     ):
         app.include_router(router)

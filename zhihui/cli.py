@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -29,7 +28,6 @@ from rich.table import Table
 from zhihui.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from dispatch_server.archive.package import ExportPlan
     from media_relay.recording.verify import StreamReport
 
 app = typer.Typer(help="Zhihui (指挥): field dispatch and bodycam video command.", no_args_is_help=True)
@@ -111,30 +109,44 @@ def verify(
     stream_ids: Annotated[
         list[str] | None, typer.Argument(help="Streams to check, by id.", show_default=False)
     ] = None,
+    incident: Annotated[
+        int | None, typer.Option("--incident", help="Check every stream of this incident (by id).")
+    ] = None,
     all_streams: Annotated[bool, typer.Option("--all", help="Check every stream in the archive.")] = False,
     root: Annotated[Path | None, typer.Option(help="Archive root (default: recording.root).")] = None,
 ) -> None:
-    """Check recordings (R2): rehash every segment and walk each manifest's hash chain.
+    """Check recordings (R2): rehash every segment, walk each manifest's hash chain, and compare each
+    manifest with the catalog. Lawfully deleted segments are listed, not reported. Audited.
 
     Exit code 0: intact. 1: something is wrong (each problem is listed). 2: bad usage.
     """
-    from media_relay.recording.verify import find_streams, verify_stream
+    from dispatch_server.archive import local
+    from dispatch_server.errors import NotFound
 
-    if all_streams == bool(stream_ids):
-        console.print("[red]Name the streams to check, or pass --all (not both).[/red]")
+    if sum((bool(stream_ids), incident is not None, all_streams)) != 1:
+        console.print("[red]Name the streams to check, or --incident ID, or pass --all (one of them).[/red]")
         raise typer.Exit(2)
-    archive = root or _settings().recording.root
-    streams = find_streams(archive)
-    unknown = [stream_id for stream_id in stream_ids or [] if stream_id not in streams]
-    if unknown:
-        console.print(f"[red]No recordings under {archive} for: {', '.join(unknown)}[/red]")
-        raise typer.Exit(2)
-    selected = streams if all_streams else {stream_id: streams[stream_id] for stream_id in stream_ids or []}
-    files = [path for directory in selected.values() for path in directory.iterdir() if path.is_file()]
-    total = sum(path.stat().st_size for path in files)
-
+    settings = _settings()
+    archive = root or settings.recording.root
+    try:
+        plan = asyncio.run(
+            local.plan_verify(
+                settings,
+                root=archive,
+                stream_ids=list(stream_ids or []),
+                incident_id=incident,
+                all_streams=all_streams,
+            )
+        )
+    except NotFound as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    if plan.incident is not None:
+        console.print(f"Incident {incident}: {plan.incident} ({len(plan.targets)} recorded stream(s))")
+    for stream_id in plan.unrecorded:
+        console.print(f"  {stream_id}: nothing recorded")
+    files = plan.files
     started = time.monotonic()
-    reports: list[StreamReport] = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -145,10 +157,12 @@ def verify(
         transient=True,
         disable=len(files) < PROGRESS_FROM_FILES,
     ) as progress:
-        task = progress.add_task("verifying", total=total)
-        for stream_id, directory in selected.items():
-            progress.update(task, description=stream_id)
-            reports.append(verify_stream(directory, progress=lambda size: progress.advance(task, size)))
+        task = progress.add_task("verifying", total=sum(path.stat().st_size for path in files))
+
+        def advance(stream_id: str, size: int) -> None:
+            progress.update(task, description=stream_id, advance=size)
+
+        reports = asyncio.run(local.run_verify(settings, plan, progress=advance))
     _print_verify_reports(archive, reports, time.monotonic() - started)
     raise typer.Exit(0 if all(report.ok for report in reports) else 1)
 
@@ -159,7 +173,7 @@ def _print_verify_reports(archive: Path, reports: list[StreamReport], seconds: f
         return
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("stream", no_wrap=True)
-    for heading in ("segments", "gaps", "MB"):
+    for heading in ("segments", "gaps", "deleted", "MB"):
         table.add_column(heading, justify="right", no_wrap=True)
     table.add_column("chain head", no_wrap=True)
     table.add_column("result", no_wrap=True)
@@ -168,12 +182,22 @@ def _print_verify_reports(archive: Path, reports: list[StreamReport], seconds: f
             report.stream_id,
             f"{report.segments}" + (f" ({report.recovered} recovered)" if report.recovered else ""),
             str(report.gaps),
+            str(report.deleted),
             f"{report.bytes_hashed / 1e6:.1f}",
             report.head[:8],
             "[green]intact[/green]" if report.ok else f"[red]{_problems(len(report.problems))}[/red]",
         )
     console.print(table)
     for report in reports:
+        for deletion in report.deletions:
+            console.print(
+                f"  [bold]{report.stream_id}[/bold]  manifest line {deletion.line}  "
+                f"{_count(len(deletion.segments), 'segment')} deleted ({deletion.basis}) "
+                f"{deletion.deleted_at} by {deletion.deleted_by}: {deletion.reason}",
+                soft_wrap=True,
+                highlight=False,
+                markup=False,
+            )
         for problem in report.problems:
             where = [f"manifest line {problem.line}" if problem.line else "", problem.file or ""]
             console.print(
@@ -200,7 +224,11 @@ def _print_verify_reports(archive: Path, reports: list[StreamReport], seconds: f
 
 
 def _problems(count: int) -> str:
-    return f"{count} problem{'' if count == 1 else 's'}"
+    return _count(count, "problem")
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 user_app = typer.Typer(help="Accounts: people who sign in.", no_args_is_help=True)
@@ -275,86 +303,6 @@ def _utc(text: str | None, option: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-async def _export(
-    settings: Settings,
-    stream_ids: list[str],
-    since: datetime | None,
-    until: datetime | None,
-    officers: list[str],
-    out: Path,
-    progress: Callable[[float], None],
-) -> ExportPlan:
-    import getpass
-
-    from sqlalchemy import select
-
-    from dispatch_server.archive import exports
-    from dispatch_server.archive.package import build_package
-    from dispatch_server.audit import service as audit
-    from dispatch_server.audit.models import AuditAction, Outcome
-    from dispatch_server.db import Database
-    from dispatch_server.errors import DomainError, NotFound
-    from dispatch_server.people.models import Person
-
-    actor = audit.Actor(person_id=None, name=f"cli:{getpass.getuser()}"[:64], role="cli", source="local")
-    db = Database(settings.effective_database_url)
-
-    async def note(outcome: Outcome, detail: dict[str, object]) -> None:
-        await audit.record_committed(
-            database=db,
-            action=AuditAction.ARCHIVE_EXPORT,
-            outcome=outcome,
-            actor=actor,
-            object="recordings",
-            detail=detail,
-        )
-
-    await db.start()
-    try:
-        selection = exports.Selection(stream_ids=stream_ids, since=since, until=until)
-        try:
-            async with db.sessions() as db_session:
-                if officers:
-                    rows = (
-                        await db_session.execute(
-                            select(Person.username, Person.id).where(Person.username.in_(officers))
-                        )
-                    ).all()
-                    unknown = sorted(set(officers) - {username for username, _ in rows})
-                    if unknown:
-                        raise NotFound(f"unknown officer(s): {', '.join(unknown)}")
-                    selection = exports.Selection(
-                        stream_ids=stream_ids, since=since, until=until, officer_ids=[pid for _, pid in rows]
-                    )
-                plan = await exports.plan(
-                    db_session=db_session,
-                    selection=selection,
-                    root=settings.recording.root,
-                    requested_by=f"{actor.name} (command line)",
-                )
-        except DomainError as error:
-            await note(Outcome.FAILURE, {"selection": selection.describe(), "error": error.message})
-            console.print(f"[red]{error.message}[/red]")
-            raise typer.Exit(1) from None
-        detail = {
-            "selection": selection.describe(),
-            "out": str(out.resolve()),
-            "streams": [stream.stream_id for stream in plan.streams],
-            "segments": sum(len(stream.segments) for stream in plan.streams),
-        }
-        try:
-            await asyncio.to_thread(build_package, plan, out, progress=progress)
-        except Exception as error:
-            await note(Outcome.FAILURE, {**detail, "error": str(error)[:500]})
-            raise
-        from media_relay.recording.manifest import sha256_file
-
-        await note(Outcome.SUCCESS, {**detail, "sha256sums": sha256_file(out / "SHA256SUMS")})
-        return plan
-    finally:
-        await db.stop()
-
-
 @app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the package into (created).")],
@@ -380,22 +328,30 @@ def export(
     if (out / "SUMMARY.txt").exists():
         console.print(f"[red]{out} already holds a package.[/red]")
         raise typer.Exit(2)
+    from dispatch_server.archive import local
+    from dispatch_server.errors import DomainError
+
     settings = _settings()
     with Progress(
         TextColumn("exporting"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console
     ) as bar:
         task = bar.add_task("export", total=1.0)
-        plan = asyncio.run(
-            _export(
-                settings,
-                list(stream or []),
-                start,
-                end,
-                list(officer or []),
-                out,
-                lambda fraction: bar.update(task, completed=fraction),
+        try:
+            plan = asyncio.run(
+                local.export_package(
+                    settings,
+                    stream_ids=list(stream or []),
+                    since=start,
+                    until=end,
+                    officers=list(officer or []),
+                    out=out,
+                    progress=lambda fraction: bar.update(task, completed=fraction),
+                )
             )
-        )
+        except DomainError as error:
+            bar.stop()
+            console.print(f"[red]{error.message}[/red]")
+            raise typer.Exit(1) from None
     table = Table(box=box.SIMPLE_HEAD)
     table.add_column("stream", no_wrap=True)
     for heading in ("segments", "gaps", "MB"):
@@ -405,6 +361,39 @@ def export(
         table.add_row(item.stream_id, str(len(item.segments)), str(len(item.gaps)), f"{size / 1e6:.1f}")
     console.print(table)
     console.print(f"Evidence package written to {out.resolve()} (SUMMARY.txt, SHA256SUMS).")
+
+
+@app.command()
+def delete(
+    stream_id: Annotated[str, typer.Argument(help="The stream whose recording to delete.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is deleted now (kept in the audit log).")],
+) -> None:
+    """Delete a stream's recording once its retention is over and no evidence hold keeps it (R2).
+
+    Refused, with the reason, while the stream is live, held, inside its retention
+    (recording.retention_days after it ended) or not intact. The segments are tombstoned in the
+    stream's manifest, so `zhihui verify` explains them, then removed. Every attempt is audited.
+
+    Exit code 0: deleted. 1: refused or failed. 2: bad usage.
+    """
+    from dispatch_server.archive import local
+    from dispatch_server.errors import DomainError
+
+    if len(reason.strip()) < 3:
+        console.print("[red]Give a reason (--reason), at least 3 characters.[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    try:
+        deletion = asyncio.run(local.delete_recording(settings, stream_id=stream_id, reason=reason))
+    except DomainError as error:
+        console.print(f"[red]Not deleted: {error.message}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(
+        f"Deleted the recording of {stream_id}: {_count(deletion.segments, 'segment')}, "
+        f"{deletion.bytes / 1e6:.1f} MB (kept until {deletion.kept_until.isoformat()}). "
+        f"Tombstone {deletion.entry_hash[:12]} in its manifest.",
+        soft_wrap=True,
+    )
 
 
 @app.command("settings")

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILE = Path("config/zhihui.toml")
+MIN_RETENTION_DAYS = 184
+"""Six calendar months at their longest (1 July to 1 January): recordings are kept at least that."""
 
 
 class Environment(enum.StrEnum):
@@ -153,6 +155,14 @@ class RecordingSettings(_Section):
         5.0,
         ge=0,
         description="Alert the command room when the archive's disk has less free space than this.",
+    )
+    retention_days: int = Field(
+        MIN_RETENTION_DAYS,
+        ge=MIN_RETENTION_DAYS,
+        le=100 * 366,
+        description="Keep every recording at least this long after it ends (R2: at least 6 months, "
+        "the minimum); an evidence hold keeps it until the hold is lifted. Nothing is ever deleted "
+        "automatically: a deletion is asked for, and refused inside this or under a hold.",
     )
 
 

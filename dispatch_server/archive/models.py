@@ -2,10 +2,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dispatch_server.db import Base, UtcDateTime, utcnow
+from dispatch_server.incidents import models as _incidents  # noqa: F401 (the incident table, for holds)
+from dispatch_server.people.models import Person
 
 
 class RecordingSegment(Base):
@@ -71,3 +84,68 @@ class Export(Base):
     bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+
+
+class RecordingHold(Base):
+    """An evidence hold (R2): a stream's recording, or every recording of an incident, kept whatever
+    the retention says until the hold is lifted. A lifted hold stays, with who lifted it and why."""
+
+    __tablename__ = "recording_hold"
+    __table_args__ = (
+        CheckConstraint("(stream_id IS NULL) <> (incident_id IS NULL)", name="ck_recording_hold_one_object"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[str | None] = mapped_column(ForeignKey("stream.id"), index=True, default=None)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incident.id"), index=True, default=None)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by_id: Mapped[int] = mapped_column(ForeignKey("person.id"))
+    placed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), default=None)
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    lift_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+    placed_by: Mapped[Person] = relationship(foreign_keys=[placed_by_id], lazy="joined")
+    lifted_by: Mapped[Person | None] = relationship(foreign_keys=[lifted_by_id], lazy="joined")
+
+    @property
+    def active(self) -> bool:
+        return self.lifted_at is None
+
+
+class RecordingDeletion(Base):
+    """A lawful deletion (R2): a stream's segments removed once their retention was over and no hold
+    applied. The stream's manifest holds the same as a tombstone line (``entry_hash``), so that
+    ``zhihui verify`` explains the missing files instead of reporting them."""
+
+    __tablename__ = "recording_deletion"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    stream_id: Mapped[str] = mapped_column(ForeignKey("stream.id"), index=True)
+    deleted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), default=None)
+    """None when done from the command line (the operator is in ``deleted_by``)."""
+    deleted_by: Mapped[str] = mapped_column(String(96))
+    reason: Mapped[str] = mapped_column(Text)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    kept_until: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When the retention of the newest segment ran out."""
+    segments: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    """Hash of the tombstone line in the manifest."""
+    line: Mapped[str] = mapped_column(Text)
+    """The tombstone line itself, recorded before it is appended, so that an interrupted deletion
+    can be finished exactly as it was begun."""
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=None)
+    """When the tombstone was in the manifest and the files gone; None while under way."""
+
+
+class DeletedSegment(Base):
+    """A catalogued segment whose file a :class:`RecordingDeletion` removed. A table of its own, so
+    that databases made before deletions existed simply gain it."""
+
+    __tablename__ = "recording_segment_deleted"
+
+    segment_id: Mapped[int] = mapped_column(ForeignKey("recording_segment.id"), primary_key=True)
+    deletion_id: Mapped[int] = mapped_column(ForeignKey("recording_deletion.id"), index=True)

@@ -87,6 +87,68 @@ class VerifyOut(BaseModel):
     ok: bool
     segments: int
     gaps: int
+    deleted: int = Field(description="Segments lawfully deleted (retention over, no hold): not problems.")
     head: str
-    catalog_head: str | None = Field(description="The last catalogued entry's hash: should be in the chain.")
+    catalog_head: str | None = Field(
+        description="The hash of the latest manifest line the catalog knows: the head, when all is well."
+    )
     problems: list[VerifyProblemOut]
+
+
+class HoldIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stream_id: str | None = Field(None, max_length=96, description="Hold this stream's recording, or")
+    incident_id: int | None = Field(None, description="every recording of this incident (name one).")
+    reason: str = Field(min_length=3, max_length=2000, description="Why: the case, the request, the order.")
+
+
+class LiftIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=2000, description="Why the hold is no longer needed.")
+
+
+class HoldOut(BaseModel):
+    id: int
+    stream_id: str | None
+    incident_id: int | None
+    reason: str
+    placed_by: UserOut
+    placed_at: datetime
+    active: bool
+    lifted_by: UserOut | None
+    lifted_at: datetime | None
+    lift_reason: str | None
+
+
+class RetentionOut(BaseModel):
+    stream_id: str
+    retention_days: int
+    ended_at: datetime = Field(description="When the recording's last segment ended.")
+    kept_until: datetime = Field(description="The retention runs out then (holds keep it longer).")
+    holds: list[HoldOut] = Field(description="The active holds that keep it: on the stream or its incidents.")
+    deletable: bool = Field(description="A deletion asked for now would be allowed.")
+    refusal: str | None = Field(description="Why a deletion now would be refused.")
+    deleted_at: datetime | None
+
+
+class DeleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=2000, description="Why it is deleted now.")
+
+
+class DeletionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    stream_id: str
+    deleted_at: datetime
+    deleted_by: str
+    reason: str
+    retention_days: int
+    kept_until: datetime
+    segments: int
+    bytes: int
+    entry_hash: str = Field(description="The hash of the tombstone line appended to the manifest.")

@@ -13,19 +13,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import or_, select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch_server.archive.models import RecordingGap, RecordingSegment
+from dispatch_server.archive.models import DeletedSegment, RecordingGap, RecordingSegment
 from dispatch_server.errors import NotFound
+from dispatch_server.incidents.models import TimelineEntry
 from dispatch_server.streams.models import Stream
 from media_relay.events import RecordingGap as GapEvent
 from media_relay.events import SegmentSealed
 from media_relay.recording.catalog import manifest_events
 from media_relay.recording.verify import find_streams
 
-__all__ = ["StreamRecording", "catalog_event", "reconcile", "recording_of", "search"]
+__all__ = [
+    "StreamRecording",
+    "catalog_event",
+    "incidents_of_stream",
+    "reconcile",
+    "recording_of",
+    "search",
+    "streams_of_incident",
+]
 
 MAX_STREAMS = 500
 
@@ -141,8 +150,13 @@ async def search(
     until: datetime | None = None,
 ) -> list[StreamRecording]:
     """Streams with recorded segments or gaps in the window (all time when unbounded), newest
-    stream first; each with only the segments and gaps that overlap the window."""
-    segments_query = select(RecordingSegment).join(Stream, Stream.id == RecordingSegment.stream_id)
+    stream first; each with only the segments and gaps that overlap the window. Segments a lawful
+    deletion removed are left out (:mod:`dispatch_server.archive.retention`)."""
+    segments_query = (
+        select(RecordingSegment)
+        .join(Stream, Stream.id == RecordingSegment.stream_id)
+        .where(~exists().where(DeletedSegment.segment_id == RecordingSegment.id))
+    )
     gaps_query = select(RecordingGap).join(Stream, Stream.id == RecordingGap.stream_id)
     if officer_ids:
         segments_query = segments_query.where(Stream.officer_id.in_(officer_ids))
@@ -191,3 +205,22 @@ async def recording_of(*, db_session: AsyncSession, stream_id: str) -> StreamRec
     if not found or not found[0].segments:
         raise NotFound(f"no recording of stream {stream_id!r}")
     return found[0]
+
+
+async def streams_of_incident(*, db_session: AsyncSession, incident_id: int) -> list[str]:
+    """The streams an incident's timeline names (its officers' streams that went up or down while
+    they were on it), oldest first."""
+    rows = await db_session.execute(
+        select(TimelineEntry.stream_id, TimelineEntry.id)
+        .where(TimelineEntry.incident_id == incident_id, TimelineEntry.stream_id.is_not(None))
+        .order_by(TimelineEntry.id)
+    )
+    return list(dict.fromkeys(str(stream_id) for stream_id, _ in rows))
+
+
+async def incidents_of_stream(*, db_session: AsyncSession, stream_id: str) -> list[int]:
+    """The incidents whose timelines name this stream."""
+    rows = await db_session.scalars(
+        select(TimelineEntry.incident_id).where(TimelineEntry.stream_id == stream_id).distinct()
+    )
+    return sorted(rows.all())

@@ -20,10 +20,10 @@ from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy import select
 
 from dispatch_server.archive import exports as export_service
-from dispatch_server.archive import remux
+from dispatch_server.archive import remux, verification
 from dispatch_server.archive import service as catalog
 from dispatch_server.archive.exports import ExportRunner, ExportState, Selection
-from dispatch_server.archive.models import Export, RecordingSegment
+from dispatch_server.archive.models import Export
 from dispatch_server.archive.schemas import (
     ExportIn,
     ExportOut,
@@ -43,7 +43,6 @@ from dispatch_server.errors import Conflict, DomainError, Forbidden, NotFound, U
 from dispatch_server.people.models import COMMAND_ROLES, WATCH_ROLES, Person, Role
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.web.views import STATIC_DIR
-from media_relay.recording.verify import verify_stream
 
 __all__ = ["ARCHIVE_ROLES", "EXPORT_ROLES", "Archive", "router"]
 
@@ -255,7 +254,7 @@ async def play(
     )
 
 
-# -- verification and deletion -----------------------------------------------------------------------
+# -- verification ------------------------------------------------------------------------------------
 
 
 @router.post("/api/recordings/{stream_id}/verify", response_model=VerifyOut, summary="Check a recording")
@@ -264,19 +263,13 @@ async def verify_recording(
 ) -> VerifyOut:
     object = f"stream:{stream_id}"
     actor = await _allow(context, request, user, ARCHIVE_ROLES, AuditAction.ARCHIVE_VERIFY, object)
+    root = _archive(request).root
     try:
-        recording = await catalog.recording_of(db_session=db_session, stream_id=stream_id)
+        report = await verification.verify_catalogued(db_session=db_session, root=root, stream_id=stream_id)
     except NotFound as error:
         await _failed(context, actor, AuditAction.ARCHIVE_VERIFY, object, error)
         raise
-    directory = (_archive(request).root / recording.segments[0].file).parent
-    report = await asyncio.to_thread(verify_stream, directory)
-    catalog_head = await db_session.scalar(
-        select(RecordingSegment.entry_hash)
-        .where(RecordingSegment.stream_id == stream_id)
-        .order_by(RecordingSegment.sequence.desc())
-        .limit(1)
-    )
+    catalogued = await verification.catalogued_lines(db_session=db_session, stream_id=stream_id)
     await audit.record(
         db_session=db_session,
         action=AuditAction.ARCHIVE_VERIFY,
@@ -291,8 +284,9 @@ async def verify_recording(
         ok=report.ok,
         segments=report.segments,
         gaps=report.gaps,
+        deleted=report.deleted,
         head=report.head,
-        catalog_head=catalog_head,
+        catalog_head=verification.catalog_head(report, catalogued),
         problems=[
             VerifyProblemOut(
                 kind=p.kind.value, line=p.line, file=p.file, expected=p.expected, found=p.found, note=p.note
@@ -302,20 +296,7 @@ async def verify_recording(
     )
 
 
-@router.delete("/api/recordings/{stream_id}", status_code=204, summary="Delete a recording (refused)")
-async def delete_recording(stream_id: str, request: Request, context: Ctx, user: CurrentUser) -> None:
-    """Recordings are evidence: deletion is not available yet (retention and holds come first), and
-    every attempt is audited."""
-    actor = actor_of(user, request)
-    await audit.record_committed(
-        database=context.db,
-        action=AuditAction.ARCHIVE_DELETE,
-        outcome=Outcome.DENIED,
-        actor=actor,
-        object=f"stream:{stream_id}",
-        detail={"reason": "recordings are never deleted by the application"},
-    )
-    raise Conflict("recordings are evidence and are never deleted here; the attempt was recorded")
+# Deletion, retention and holds: dispatch_server.archive.retention_views.
 
 
 # -- exports ---------------------------------------------------------------------------------------

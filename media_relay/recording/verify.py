@@ -9,11 +9,16 @@ was found; it prints nothing. What it finds:
 - a line that is not JSON, or an entry that contradicts its folder (stream id, sequence, name);
 - a segment that is missing, shorter or longer than recorded, or altered in place;
 - a segment whose recorded content is found in another file (files swapped or renamed);
-- a file in the folder that no entry lists.
+- a file in the folder that no entry lists;
+- a tombstone (a lawful deletion, see :mod:`media_relay.recording.deletion`) that names a segment
+  no line above it lists as it is, or a file a tombstone names that is still there.
 
-What a chain cannot show on its own: a last line rewritten or appended whole, with a correct
-``prev``, in a field that names no file. Catch that by keeping each stream's :attr:`StreamReport.head`
-somewhere else (the catalog) and comparing.
+A segment whose file is missing because a later tombstone removed it is no problem: it is counted
+in :attr:`StreamReport.deleted` and the deletion is listed in :attr:`StreamReport.deletions`.
+
+What a chain cannot show on its own: a last line rewritten or appended whole (a tombstone included),
+with a correct ``prev``. Catch that by keeping each line's hash somewhere else (the catalog) and
+comparing: :attr:`StreamReport.line_hashes` are there for it, and :class:`ProblemKind` has the kinds.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from media_relay.recording.deletion import DELETION
 from media_relay.recording.manifest import GENESIS_HASH, line_hash, sha256_file
 from media_relay.recording.recorder import MANIFEST_NAME
 
 __all__ = [
+    "DeletionNote",
     "Problem",
     "ProblemKind",
     "StreamReport",
@@ -54,6 +61,11 @@ class ProblemKind(enum.StrEnum):
     SEGMENT_SIZE_CHANGED = "segment size changed"
     SEGMENT_ALTERED = "segment altered"
     FILE_UNLISTED = "file not in manifest"
+    DELETION_UNFINISHED = "deleted segment still present"
+    CATALOGUED_ENTRY_MISSING = "catalogued entry missing"
+    """Found by comparing with the catalog: a line it catalogued is not in the manifest any more."""
+    ENTRY_NOT_CATALOGUED = "entry not in the catalog"
+    """Found by comparing with the catalog: a line it never catalogued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +86,21 @@ class Problem:
     """What the finding most likely means, when that can be told."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeletionNote:
+    """A lawful deletion the manifest records (a tombstone line)."""
+
+    line: int
+    """Its manifest line (1-based)."""
+    segments: list[int]
+    """The sequences of the segments it removed."""
+    deleted_at: str
+    deleted_by: str
+    reason: str
+    basis: str
+    """What allowed it, e.g. ``retention``."""
+
+
 @dataclass(slots=True)
 class StreamReport:
     """The outcome of checking one stream's folder."""
@@ -90,6 +117,12 @@ class StreamReport:
     """Gap entries in the manifest."""
     recovered: int = 0
     """Segment entries sealed after a crash."""
+    deleted: int = 0
+    """Segment entries whose files a later tombstone removed (lawfully, not missing)."""
+    deletions: list[DeletionNote] = field(default_factory=list)
+    """The tombstones, in manifest order."""
+    line_hashes: list[str] = field(default_factory=list)
+    """Each manifest line's hash, in order, to compare with a copy kept elsewhere."""
     bytes_hashed: int = 0
     """Bytes of segment files hashed."""
     head: str = GENESIS_HASH
@@ -117,9 +150,7 @@ def find_streams(root: Path) -> dict[str, Path]:
     """Every stream folder under an archive root (``<yyyy>/<mm>/<dd>/<stream-id>``), by stream id."""
     found: dict[str, Path] = {}
     for directory in sorted(root.glob("*/*/*/*")):
-        if directory.is_dir() and (
-            (directory / MANIFEST_NAME).exists() or any(directory.glob("*.mkv"))
-        ):
+        if directory.is_dir() and ((directory / MANIFEST_NAME).exists() or any(directory.glob("*.mkv"))):
             found.setdefault(directory.name, directory)
     return found
 
@@ -193,6 +224,10 @@ class _ManifestCheck:
             self.by_content.setdefault(facts.sha256, []).append(name)
         self.recorded: dict[str, int] = {}
         """Manifest line of each recorded sha256."""
+        self.tombstoned: dict[str, tuple[int, object]] = {}
+        """Each file a tombstone names: the tombstone's line and the sha256 it names."""
+        self.segment_files: dict[str, tuple[int, object]] = {}
+        """Each file a segment entry names (first listing): its line and its sha256."""
         self._last_sequence: int | None = None
 
     def _add(self, *args: Any) -> None:
@@ -203,9 +238,17 @@ class _ManifestCheck:
         self.report.lines = len(lines)
         line_of_hash = {line_hash(line): number for number, line in enumerate(lines, start=1)}
         entries = [_parse(line) for line in lines]
+        self.report.line_hashes = [line_hash(line) for line in lines]
         for number, entry in enumerate(entries, start=1):
             if entry is not None and isinstance(entry.get("sha256"), str):
                 self.recorded.setdefault(entry["sha256"], number)
+            if entry is not None and entry.get("type") == "segment":
+                for item in _files_of(entry):
+                    self.segment_files.setdefault(str(item.get("file")), (number, item.get("sha256")))
+            if entry is not None and entry.get("type") == DELETION:
+                for segment in _items(entry.get("segments")):
+                    for item in _files_of(segment):
+                        self.tombstoned.setdefault(str(item.get("file")), (number, item.get("sha256")))
         expected_prev = GENESIS_HASH
         for number, (line, entry) in enumerate(zip(lines, entries, strict=True), start=1):
             if entry is None:
@@ -231,9 +274,15 @@ class _ManifestCheck:
                 self.report.segments += 1
                 self.report.recovered += bool(entry.get("recovered"))
                 self._segment_entry(entry, number)
+            elif kind == DELETION:
+                self._deletion_entry(entry, number)
             else:
                 self._add(
-                    ProblemKind.ENTRY_INCONSISTENT, number, None, "type segment or gap", f"type {kind!r}"
+                    ProblemKind.ENTRY_INCONSISTENT,
+                    number,
+                    None,
+                    "type segment, gap or deletion",
+                    f"type {kind!r}",
                 )
         self.report.head = expected_prev
 
@@ -279,15 +328,65 @@ class _ManifestCheck:
                 "segment entries out of order",
             )
         self._last_sequence = sequence
+        if self._deleted(number, name, entry.get("sha256")):
+            self.report.deleted += 1
         self._file(number, name, entry.get("bytes"), entry.get("sha256"))
         if isinstance(original, dict) and isinstance(original.get("file"), str):
             self._file(number, original["file"], original.get("bytes"), original.get("sha256"))
+
+    def _deleted(self, number: int, name: str, sha256: object) -> bool:
+        """A later tombstone names this file as this line lists it."""
+        tombstone = self.tombstoned.get(name)
+        return tombstone is not None and tombstone[0] > number and tombstone[1] == sha256
+
+    def _deletion_entry(self, entry: dict[str, Any], number: int) -> None:
+        segments = _items(entry.get("segments"))
+        self.report.deletions.append(
+            DeletionNote(
+                line=number,
+                segments=[s["sequence"] for s in segments if isinstance(s.get("sequence"), int)],
+                deleted_at=str(entry.get("deleted_at", "")),
+                deleted_by=str(entry.get("deleted_by", "")),
+                reason=str(entry.get("reason", "")),
+                basis=str(entry.get("basis", "")),
+            )
+        )
+        if not segments:
+            self._add(ProblemKind.ENTRY_INCONSISTENT, number, None, "the segments it deleted", "none")
+        for segment in segments:
+            for item in _files_of(segment):
+                name = str(item.get("file"))
+                listed = self.segment_files.get(name)
+                if listed is None or listed[0] > number or listed[1] != item.get("sha256"):
+                    where = f"listed at line {listed[0]} with sha256 {listed[1]}" if listed else "not listed"
+                    self._add(
+                        ProblemKind.ENTRY_INCONSISTENT,
+                        number,
+                        name,
+                        "a deletion names segments as lines above it list them",
+                        f"sha256 {item.get('sha256')}; the file is {where}",
+                        "the tombstone or the line it names was edited",
+                    )
 
     def _file(self, number: int, name: str, size: object, sha256: object) -> None:
         if name in self.listed:
             self._add(ProblemKind.ENTRY_INCONSISTENT, number, name, "each file listed once", "listed again")
         self.listed.add(name)
         actual = self.files.get(name)
+        if self._deleted(number, name, sha256):
+            tombstone_line = self.tombstoned[name][0]
+            if actual is not None and actual.sha256 == sha256:
+                self._add(
+                    ProblemKind.DELETION_UNFINISHED,
+                    number,
+                    name,
+                    f"removed by the deletion at line {tombstone_line}",
+                    f"{actual.size} bytes, sha256 {actual.sha256}",
+                    "the deletion was interrupted: run it again to finish it",
+                )
+                return
+            if actual is None:
+                return  # lawfully deleted
         if actual is not None and actual.sha256 == sha256:
             if actual.size != size:
                 self._add(
@@ -305,8 +404,14 @@ class _ManifestCheck:
         went_note = f"; the recorded content is in {', '.join(went)}" if went else ""
         if actual is None:
             if went:
-                self._add(ProblemKind.SEGMENT_MOVED, number, name, recorded, "no such file" + went_note,
-                          "segment renamed")
+                self._add(
+                    ProblemKind.SEGMENT_MOVED,
+                    number,
+                    name,
+                    recorded,
+                    "no such file" + went_note,
+                    "segment renamed",
+                )
             else:
                 self._add(ProblemKind.SEGMENT_MISSING, number, name, recorded, "no such file")
             return
@@ -315,14 +420,33 @@ class _ManifestCheck:
         if came_from is not None and came_from != number:
             found += f", the content recorded at line {came_from}"
         if went or came_from is not None:
-            self._add(ProblemKind.SEGMENT_MOVED, number, name, recorded, found + went_note,
-                      "segments swapped, renamed or renumbered")
+            self._add(
+                ProblemKind.SEGMENT_MOVED,
+                number,
+                name,
+                recorded,
+                found + went_note,
+                "segments swapped, renamed or renumbered",
+            )
         elif isinstance(size, int) and actual.size < size:
             self._add(ProblemKind.SEGMENT_TRUNCATED, number, name, recorded, found)
         elif actual.size != size:
             self._add(ProblemKind.SEGMENT_SIZE_CHANGED, number, name, recorded, found)
         else:
             self._add(ProblemKind.SEGMENT_ALTERED, number, name, recorded, found, "content changed in place")
+
+
+def _items(value: object) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _files_of(segment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files a segment entry (or a tombstone's item) names: its own, and a recovered one's original."""
+    files = [segment]
+    original = segment.get("original")
+    if segment.get("recovered") and isinstance(original, dict):
+        files.append(original)
+    return files
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -113,6 +113,12 @@ def _stream(world: World) -> dict[str, Any]:
     return {"stream_id": world.stream_id}
 
 
+def _hold(world: World) -> dict[str, Any]:
+    """A new evidence hold on the world's stream, placed by the admin."""
+    body = {"stream_id": world.stream_id, "reason": "RBAC hold"}
+    return {"hold_id": world.people["admin"].http.post("/api/holds", json=body).json()["id"]}
+
+
 def _no_export(world: World) -> dict[str, Any]:
     return {"export_id": 999999}
 
@@ -286,7 +292,19 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/recordings/{stream_id}/ticket"): Row(allow(200, WATCH), params=_stream),
     ("GET", "/api/recordings/{stream_id}/play"): Row(allow(404, WATCH), params=_stream),
     ("POST", "/api/recordings/{stream_id}/verify"): Row(allow(404, WATCH), params=_stream),
-    ("DELETE", "/api/recordings/{stream_id}"): Row(allow(409, EVERYONE), params=_stream),  # never deleted
+    # Retention (R2): only an administrator may ask for a deletion (none recorded here: 404); holds are
+    # placed and lifted by commanders, leaders and administrators, and seen by who may watch.
+    ("DELETE", "/api/recordings/{stream_id}"): Row(
+        allow(404, {"admin"}), params=_stream, body=lambda w, c: {"reason": "RBAC"}
+    ),
+    ("GET", "/api/recordings/{stream_id}/retention"): Row(allow(404, WATCH), params=_stream),
+    ("GET", "/api/holds"): Row(allow(200, WATCH)),
+    ("POST", "/api/holds"): Row(
+        allow(201, COMMAND), body=lambda w, c: {"stream_id": w.stream_id, "reason": "RBAC hold"}
+    ),
+    ("POST", "/api/holds/{hold_id}/lift"): Row(
+        allow(200, COMMAND), params=_hold, body=lambda w, c: {"reason": "RBAC lift"}
+    ),
     ("POST", "/api/exports"): Row(allow(404, COMMAND), body=lambda w, c: {"stream_ids": [w.stream_id]}),
     ("GET", "/api/exports"): Row(allow(200, EVERYONE)),
     ("GET", "/api/exports/{export_id}"): Row(allow(404, EVERYONE), params=_no_export),
