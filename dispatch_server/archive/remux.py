@@ -68,14 +68,15 @@ def _quote(path: Path) -> str:
 
 
 def segment_length(path: Path) -> float | None:
-    """Seconds from a segment's first to its last timestamp's end, from its header. The recorder's
-    segments keep the stream's clock, and Matroska's Duration is the end time on that clock, not
-    the length: the concat demuxer must be told the length or it leaves a hole before each file."""
+    """Seconds from a segment's first to its last timestamp's end: its Matroska Duration, which the
+    recorder writes as that length (see :func:`media_relay.recording.segment.set_length_as_duration`;
+    the segments keep the stream's clock, so they start later than zero). The concat demuxer is
+    told it, so that it leaves no hole and no overlap between files."""
     try:
         with av.open(str(path)) as container:
             if container.duration is None:
                 return None
-            return max(0.0, (container.duration - (container.start_time or 0)) / av.time_base)
+            return max(0.0, container.duration / av.time_base)
     except (av.FFmpegError, OSError):
         return None
 

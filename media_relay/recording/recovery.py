@@ -23,6 +23,7 @@ import av
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
 from media_relay.recording.recorder import MANIFEST_NAME
+from media_relay.recording.segment import set_length_as_duration
 from media_relay.recording.verify import find_streams, segment_file_name
 
 __all__ = ["RecoveredSegment", "SegmentProbe", "probe_segment", "recover_archive", "recover_stream"]
@@ -95,8 +96,10 @@ def probe_segment(path: Path) -> SegmentProbe:
 
 
 def copy_readable_packets(source: Path, target: Path) -> dict[str, int]:
-    """Remux every complete packet of ``source`` into a finished file (stream copy, no decoding)."""
+    """Remux every complete packet of ``source`` into a finished file (stream copy, no decoding),
+    whose Duration is its length."""
     frames = {kind.value: 0 for kind in MediaKind}
+    start: float | None = None
     with av.open(str(source)) as reader, av.open(str(target), "w", format="matroska") as writer:
         streams = {}
         for stream in reader.streams:
@@ -107,11 +110,16 @@ def copy_readable_packets(source: Path, target: Path) -> dict[str, int]:
                 out = streams.get(packet.stream.index)
                 if out is None or packet.size == 0 or packet.pts is None or packet.is_corrupt:
                     continue
+                if packet.time_base is not None:
+                    seconds = float(packet.pts * packet.time_base)
+                    start = seconds if start is None else min(start, seconds)
                 packet.stream = out
                 writer.mux(packet)
                 frames[out.type] = frames.get(out.type, 0) + 1
         except (av.FFmpegError, EOFError):
             pass  # the damaged tail: everything before it is copied
+    if start is not None:
+        set_length_as_duration(target, start)
     fd = os.open(target, os.O_RDONLY)
     try:
         os.fsync(fd)

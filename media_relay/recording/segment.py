@@ -12,7 +12,7 @@ import av
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind, vp8_dimensions
 
-__all__ = ["SegmentTemplate", "SegmentWriter", "TrackFormat"]
+__all__ = ["SegmentTemplate", "SegmentWriter", "TrackFormat", "matroska_duration", "set_length_as_duration"]
 
 MUXER_OPTIONS = {
     # Write each cluster out as soon as it closes, and close one every half second: a segment cut
@@ -23,6 +23,103 @@ MUXER_OPTIONS = {
 }
 TIME_BASE = fractions.Fraction(1, 90000)
 _AV_CODEC = {"vp8": "vp8", "h264": "h264", "opus": "libopus"}
+
+
+# -- Matroska's Duration -------------------------------------------------------------------------------
+#
+# A segment keeps the stream's media clock: its first block is at, say, 20 s. ffmpeg's Matroska muxer
+# writes as Duration the end of the last block on that clock (20 s + the segment's length), but
+# Duration is the segment's length: players, ffprobe and ffmpeg's own concat demuxer read it so (end
+# = start + Duration). So once a segment is closed its Duration is rewritten in place, as end minus
+# start, reading just enough EBML to find it (EBML header, Segment, Info, Duration).
+
+_EBML_HEADER = 0x1A45DFA3
+_SEGMENT = 0x18538067
+_INFO = 0x1549A966
+_TIMESTAMP_SCALE = 0x2AD7B1
+_DURATION = 0x4489
+_CLUSTER = 0x1F43B675
+_HEAD_BYTES = 256 * 1024
+"""The Info element comes before the first cluster, well within this."""
+
+
+def _vint(data: bytes, pos: int, *, keep_marker: bool) -> tuple[int, int]:
+    """An EBML variable-length integer at ``pos``: its value and the position after it."""
+    first = data[pos]
+    length = 8 - first.bit_length() + 1
+    if not 1 <= length <= 8 or pos + length > len(data):
+        raise ValueError("not EBML")
+    value = first if keep_marker else first & ((1 << (8 - length)) - 1)
+    for byte in data[pos + 1 : pos + length]:
+        value = (value << 8) | byte
+    return value, pos + length
+
+
+def _elements(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(id, data start, data end) of each element between ``start`` and ``end``; stops at the first
+    cluster or at an element of unknown size."""
+    found = []
+    pos = start
+    while pos < min(end, len(data)):
+        element, pos = _vint(data, pos, keep_marker=True)
+        size_start = pos
+        size, pos = _vint(data, pos, keep_marker=False)
+        unknown = size == (1 << (7 * (pos - size_start))) - 1
+        found.append((element, pos, len(data) if unknown else pos + size))
+        if element == _CLUSTER or (unknown and element != _SEGMENT):
+            break
+        if element == _SEGMENT:
+            continue  # its children follow
+        pos += size
+    return found
+
+
+def _duration_field(data: bytes) -> tuple[int, int, int]:
+    """Where the Duration float is (start, length in bytes) and the TimestampScale (ns per tick)."""
+    top = _elements(data, 0, len(data))
+    if not top or top[0][0] != _EBML_HEADER:
+        raise ValueError("not a Matroska file")
+    info = next(((start, end) for element, start, end in top if element == _INFO), None)
+    if info is None:
+        raise ValueError("no Info element before the first cluster")
+    scale, duration = 1_000_000, None
+    for element, start, end in _elements(data, *info):
+        if element == _TIMESTAMP_SCALE:
+            scale = int.from_bytes(data[start:end], "big")
+        elif element == _DURATION and end - start in (4, 8):
+            duration = (start, end - start)
+    if duration is None:
+        raise ValueError("no Duration in the Info element")
+    return duration[0], duration[1], scale
+
+
+def matroska_duration(path: Path) -> float | None:
+    """The Duration a Matroska file's Info element states, in seconds; None when it has none."""
+    with path.open("rb") as handle:
+        data = handle.read(_HEAD_BYTES)
+    try:
+        start, length, scale = _duration_field(data)
+    except (ValueError, IndexError):
+        return None
+    (ticks,) = struct.unpack(">d" if length == 8 else ">f", data[start : start + length])
+    return float(ticks) * scale / 1e9
+
+
+def set_length_as_duration(path: Path, start_seconds: float) -> float | None:
+    """Rewrite the Duration ffmpeg wrote (the end, on the stream's clock) as the segment's length,
+    end minus ``start_seconds`` (its first block's time). The new Duration in seconds; None when the
+    file states none (it is left as it is)."""
+    end = matroska_duration(path)
+    if end is None:
+        return None
+    with path.open("rb") as handle:
+        start, length, scale = _duration_field(handle.read(_HEAD_BYTES))
+    start_ticks = round(start_seconds * 1e9 / scale)
+    ticks = max(0.0, end * 1e9 / scale - start_ticks)
+    with path.open("r+b") as handle:
+        handle.seek(start)
+        handle.write(struct.pack(">d" if length == 8 else ">f", ticks))
+    return ticks * scale / 1e9
 
 
 def _opus_head(channels: int = 2, pre_skip: int = 312, rate: int = 48000) -> bytes:
@@ -139,7 +236,11 @@ class SegmentWriter:
         self.path = path
         self.frames = {MediaKind.VIDEO: 0, MediaKind.AUDIO: 0}
         self.first_pts: float | None = None
+        """The earliest frame's time (audio held for the first keyframe may be earlier than it)."""
         self.last_pts: float | None = None
+        """The latest frame's time."""
+        self.duration: float | None = None
+        """The Duration written into the file once it is closed: its length, end minus start."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), "w", format="matroska", options=MUXER_OPTIONS)
         self._streams = template.add_to(self._container)
@@ -157,9 +258,9 @@ class SegmentWriter:
         packet.is_keyframe = frame.keyframe
         self._container.mux(packet)
         self.frames[frame.kind] += 1
-        if self.first_pts is None:
-            self.first_pts = pts_seconds
-        self.last_pts = pts_seconds
+        seconds = pts / 90000
+        self.first_pts = seconds if self.first_pts is None else min(self.first_pts, seconds)
+        self.last_pts = seconds if self.last_pts is None else max(self.last_pts, seconds)
 
     def sync(self) -> None:
         """Force what is written so far onto the disk."""
@@ -170,9 +271,11 @@ class SegmentWriter:
         os.fsync(self._fd)
 
     def close(self) -> int:
-        """Finish the file; return its size in bytes."""
+        """Finish the file (its Duration its length); return its size in bytes."""
         try:
             self._container.close()
+            if self.first_pts is not None:
+                self.duration = set_length_as_duration(self.path, self.first_pts)
             self.sync()
         finally:
             if self._fd is not None:
