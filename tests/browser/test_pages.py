@@ -1,14 +1,16 @@
 """The pages in a real headless Chromium with a fake camera (R1, R3, R4, R9).
 
 The wall plays a live stream published by the Python field client and shows the officer's
-acknowledgement of a directive sent from it; the officer page publishes the fake camera and
-acknowledges a directive from the command room.
+acknowledgement of a directive sent from it; the officer page publishes the fake camera,
+acknowledges a directive from the command room and reports it done, and renews its sign-in with
+the refresh token when the access token is refused (R17).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 from typing import Any
 
@@ -116,10 +118,57 @@ async def test_officer_page_publishes_the_camera_and_acknowledges_a_directive(
     assert "Move to the second floor" in await page.inner_text(card)
     await page.click(f"{card} button.ack")
     await page.wait_for_selector(f'{card}[data-state="acknowledged"]')
+    # Done comes after the acknowledgement (R4): the button appears once the server has it.
+    await page.click(f"{card} button.done:not([disabled])")
+    await page.wait_for_selector(f'{card}[data-state="done"]')
+    assert await page.locator(f"{card} button").count() == 0
 
-    await asyncio.sleep(0.3)
     listed = {d["id"]: d for d in commander.http.get("/api/directives").json()}
-    assert listed[directive_id]["targets"][0]["state"] == "acknowledged"
+    assert listed[directive_id]["targets"][0]["state"] == "done"
 
     await page.click("#stop-stream")
     await page.wait_for_selector('#stream-state[data-state="idle"]')
+
+
+async def test_officer_page_renews_a_refused_access_token_with_the_refresh_token(
+    zhihui: ZhihuiProcess, page: Page, commander: ApiClient, officer1: ApiClient
+) -> None:
+    """R17: the access token is refused (as after 15 minutes); the page exchanges its refresh token
+    for new ones and carries on: directives load, the websocket delivers, no login form."""
+    await sign_in(page, f"{zhihui.base_url}/officer", "officer1", zhihui.credentials["officer1"])
+    await page.wait_for_selector("#connection-status[data-status='connected']")
+    first_refresh = await page.evaluate("sessionStorage.getItem('zhihui.refresh_token')")
+    assert first_refresh
+    await page.evaluate("sessionStorage.setItem('zhihui.token', 'expired-or-forged')")
+    await page.reload()
+    await page.wait_for_selector("#connection-status[data-status='connected']")
+    assert await page.is_hidden("#login-view")
+    renewed = await page.evaluate("sessionStorage.getItem('zhihui.refresh_token')")
+    assert renewed and renewed != first_refresh
+    assert await page.evaluate("sessionStorage.getItem('zhihui.token')") != "expired-or-forged"
+
+    response = commander.http.post(
+        "/api/directives",
+        json={"target_ids": [officer1.id], "text": "Still there?", "ack_deadline_seconds": 60},
+    )
+    await page.wait_for_selector(f'#directives .directive[data-directive-id="{response.json()["id"]}"]')
+
+    # Logging out ends the sign-in on the server: the refresh token no longer works.
+    await page.click("#logout")
+    await page.wait_for_selector("#login-view:not([hidden])")
+    assert await page.evaluate("sessionStorage.getItem('zhihui.refresh_token')") is None
+    token_hash = hashlib.sha256(renewed.encode()).hexdigest()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not _revoked(zhihui, token_hash):  # the page's logout request is on its way
+        assert asyncio.get_running_loop().time() < deadline, "the logout never reached the server"
+        await asyncio.sleep(0.1)
+    refused = commander.http.post("/api/auth/refresh", json={"refresh_token": renewed})
+    assert refused.status_code == 401
+
+
+def _revoked(zhihui: ZhihuiProcess, token_hash: str) -> bool:
+    with contextlib.closing(sqlite3.connect(zhihui.database)) as db:
+        row = db.execute(
+            "SELECT revoked_at IS NOT NULL FROM refresh_token WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+    return bool(row and row[0])

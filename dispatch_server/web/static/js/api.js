@@ -2,14 +2,17 @@
 // Contract: docs/api.md. No framework, no build step.
 
 const TOKEN_KEY = "zhihui.token";
+const REFRESH_KEY = "zhihui.refresh_token";
 const USER_KEY = "zhihui.user";
 const EXPIRES_KEY = "zhihui.expires_at";
 
 const BACKOFF_INITIAL_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
-/** Event dispatched on `window` when the server rejects our token (HTTP 401 or websocket 1008). */
+/** Event dispatched on `window` when the sign-in has ended (the refresh token is refused too). */
 export const UNAUTHORIZED_EVENT = "zhihui:unauthorized";
+/** Event dispatched on `window` after a sign-in or a refresh stored new tokens. */
+export const SESSION_EVENT = "zhihui:session";
 
 /** An HTTP error from the dispatch server; `message` is the server's `detail`. */
 export class ApiError extends Error {
@@ -66,37 +69,105 @@ export function isLoggedIn() {
   return getToken() !== null && getUser() !== null;
 }
 
-/** Log in; stores the access token and user in sessionStorage and returns the user. */
+/** Whether a sign-in can be renewed (its access token may have expired meanwhile). */
+export function canRefresh() {
+  return sessionStorage.getItem(REFRESH_KEY) !== null && getUser() !== null;
+}
+
+/** When the access token expires (ms since the epoch), or null. */
+export function sessionExpiresAt() {
+  const expiresAt = Number(sessionStorage.getItem(EXPIRES_KEY) || 0);
+  return expiresAt || null;
+}
+
+function storeSession(answer) {
+  sessionStorage.setItem(TOKEN_KEY, answer.access_token);
+  sessionStorage.setItem(USER_KEY, JSON.stringify(answer.user));
+  if (answer.refresh_token) sessionStorage.setItem(REFRESH_KEY, answer.refresh_token);
+  if (answer.expires_in) {
+    sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + answer.expires_in * 1000));
+  } else {
+    sessionStorage.removeItem(EXPIRES_KEY);
+  }
+  window.dispatchEvent(new CustomEvent(SESSION_EVENT));
+}
+
+/** Log in; stores the tokens and user in sessionStorage and returns the user. */
 export async function login(username, password) {
   const answer = await request("/api/auth/login", {
     method: "POST",
     body: { username, password },
     authorized: false,
   });
-  sessionStorage.setItem(TOKEN_KEY, answer.access_token);
-  sessionStorage.setItem(USER_KEY, JSON.stringify(answer.user));
-  if (answer.expires_in) {
-    sessionStorage.setItem(EXPIRES_KEY, String(Date.now() + answer.expires_in * 1000));
-  } else {
-    sessionStorage.removeItem(EXPIRES_KEY);
-  }
+  storeSession(answer);
   return answer.user;
 }
 
-/** Forget the session (the API has no server-side logout). */
+let refreshing = null; // the refresh on its way: a refresh token is good once, so callers share it
+
+/**
+ * Exchange the refresh token for new tokens (one exchange at a time for the whole page).
+ * Resolves to the user. When the server refuses it the sign-in is over: the session is forgotten,
+ * UNAUTHORIZED_EVENT fires and the ApiError (401) is thrown. A network failure keeps the session.
+ */
+export function refreshSession() {
+  if (refreshing) return refreshing;
+  const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+  if (!refreshToken) return Promise.reject(new ApiError(401, "Session expired, please log in again"));
+  refreshing = request("/api/auth/refresh", {
+    method: "POST",
+    body: { refresh_token: refreshToken },
+    authorized: false,
+  })
+    .then((answer) => {
+      storeSession(answer);
+      return answer.user;
+    })
+    .catch((error) => {
+      if (error.status === 401) {
+        logout();
+        window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error.message }));
+      }
+      throw error;
+    })
+    .finally(() => {
+      refreshing = null;
+    });
+  return refreshing;
+}
+
+/** Forget the session in this tab. */
 export function logout() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(REFRESH_KEY);
   sessionStorage.removeItem(USER_KEY);
   sessionStorage.removeItem(EXPIRES_KEY);
 }
 
+/** End the sign-in on the server too (its refresh token stops working), then forget it. */
+export function signOut() {
+  const refreshToken = sessionStorage.getItem(REFRESH_KEY);
+  logout();
+  if (!refreshToken) return;
+  fetch("/api/auth/logout", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: refreshToken }),
+    keepalive: true,
+  }).catch(() => {}); // offline: the sign-in still ends when it expires
+}
+
 // ---- REST -----------------------------------------------------------------
 
-async function request(path, { method = "GET", body, authorized = true } = {}) {
+async function request(path, { method = "GET", body, authorized = true, retried = false } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (authorized) {
-    const token = getToken();
+    let token = getToken();
+    if (!token && canRefresh()) {
+      await refreshSession();
+      token = getToken();
+    }
     if (!token) {
       window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT));
       throw new ApiError(401, "Session expired, please log in again");
@@ -128,6 +199,11 @@ async function request(path, { method = "GET", body, authorized = true } = {}) {
   if (!response.ok) {
     const fallback = typeof data === "string" && data ? data : `${response.status} ${response.statusText}`;
     const error = new ApiError(response.status, detailMessage(data, fallback));
+    if (response.status === 401 && authorized && !retried && canRefresh()) {
+      // The access token was refused (expired while on its way): renew it once and try again.
+      await refreshSession();
+      return request(path, { method, body, authorized, retried: true });
+    }
     if (response.status === 401 && authorized) {
       logout();
       window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT, { detail: error.message }));
@@ -183,11 +259,34 @@ export function connectEvents(onMessage, onStatus = () => {}) {
     retryTimer = setTimeout(open, delayMs);
   };
 
+  let renewed = false; // whether the token was just renewed because the server refused it
+
+  /** Renew the sign-in, then connect again; give up when the sign-in has ended. */
+  function renewAndOpen() {
+    refreshSession()
+      .then(() => {
+        renewed = true;
+        open();
+      })
+      .catch((error) => {
+        if (error.status === 401) {
+          stopped = true;
+          report("unauthorized");
+        } else if (!stopped) {
+          scheduleRetry(); // the server is out of reach: try again later
+        }
+      });
+  }
+
   function open() {
     retryTimer = null;
     if (stopped) return;
     const token = getToken();
     if (!token) {
+      if (canRefresh()) {
+        renewAndOpen();
+        return;
+      }
       stopped = true;
       report("unauthorized");
       window.dispatchEvent(new CustomEvent(UNAUTHORIZED_EVENT));
@@ -217,6 +316,7 @@ export function connectEvents(onMessage, onStatus = () => {}) {
         // Ours when the server resumed from it; its own newest when it could not (another database).
         if (Number.isInteger(message.last_event_id)) lastEventId = message.last_event_id;
         ready = true;
+        renewed = false;
         attempt = 0;
         report("connected", { user: message.user });
       } else if (Number.isInteger(message.event_id) && (lastEventId === null || message.event_id > lastEventId)) {
@@ -234,7 +334,11 @@ export function connectEvents(onMessage, onStatus = () => {}) {
       ready = false;
       if (socket === ws) socket = null;
       if (stopped) return;
-      // 1008 before `ready` means the server refused our token: retrying would not help.
+      // 1008 before `ready` means the server refused our token: renew it once, else give up.
+      if (event.code === 1008 && !wasReady && !renewed && canRefresh()) {
+        renewAndOpen();
+        return;
+      }
       if (event.code === 1008 && !wasReady) {
         stopped = true;
         report("unauthorized", { reason: event.reason });

@@ -1,13 +1,45 @@
 // Directive records as the API sends them (docs/api.md, `directive`), and how copies combine.
 
-/** A target's state; it only ever moves forward: sent -> delivered -> acknowledged. */
+/** A target's state; it only ever moves forward: sent -> delivered -> acknowledged -> done. */
 export const TargetState = Object.freeze({
   SENT: "sent",
   DELIVERED: "delivered",
   ACKNOWLEDGED: "acknowledged",
+  DONE: "done",
 });
 
-const RANK = { [TargetState.SENT]: 0, [TargetState.DELIVERED]: 1, [TargetState.ACKNOWLEDGED]: 2 };
+const RANK = {
+  [TargetState.SENT]: 0,
+  [TargetState.DELIVERED]: 1,
+  [TargetState.ACKNOWLEDGED]: 2,
+  [TargetState.DONE]: 3,
+};
+
+/** Whether a target has acknowledged (and perhaps done) it. */
+export function isAcknowledged(state) {
+  return rank(state) >= RANK[TargetState.ACKNOWLEDGED];
+}
+
+/**
+ * Whether a target is late now: not acknowledged by the deadline, or acknowledged but not done by
+ * the completion deadline (`complete_by`, optional). The same rule as the server's `overdue`.
+ */
+export function isOverdue(directive, state, now = Date.now()) {
+  if (!isAcknowledged(state)) return Boolean(directive.deadline) && now >= new Date(directive.deadline).getTime();
+  if (state === TargetState.ACKNOWLEDGED && directive.complete_by) {
+    return now >= new Date(directive.complete_by).getTime();
+  }
+  return false;
+}
+
+/** A line saying whom it went to beyond the listed people, and from where: "" for plain ones. */
+export function describeScope(directive) {
+  const parts = [];
+  if (directive.origin === "upper_court") parts.push("from the upper court 上级法院");
+  if (directive.scope === "unit" && directive.unit) parts.push(`to unit ${directive.unit.name}`);
+  if (directive.scope === "incident" && directive.incident_id) parts.push(`to everyone on incident #${directive.incident_id}`);
+  return parts.join(" · ");
+}
 
 function rank(state) {
   return RANK[state] ?? -1;

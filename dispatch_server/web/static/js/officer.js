@@ -1,7 +1,15 @@
-// The field officer's mobile page: stream the camera, receive and acknowledge directives.
+// The field officer's mobile page: stream the camera, receive, acknowledge and report directives done.
 
 import { api, connectEvents } from "./api.js";
-import { mergeDirective, newestFirst, targetFor, TargetState } from "./directives.js";
+import {
+  describeScope,
+  isAcknowledged,
+  isOverdue,
+  mergeDirective,
+  newestFirst,
+  targetFor,
+  TargetState,
+} from "./directives.js";
 import { Publisher, StreamState } from "./publisher.js";
 import {
   bindSession,
@@ -17,6 +25,7 @@ import {
 } from "./ui.js";
 
 const ACKNOWLEDGED = TargetState.ACKNOWLEDGED;
+const DONE = TargetState.DONE;
 /** An ack sent over the websocket not confirmed by the server within this is sent again by POST. */
 const ACK_CONFIRM_MS = 5000;
 const VIBRATION_PATTERN = [300, 150, 300];
@@ -32,6 +41,7 @@ const page = {
   directives: new Map(), // directive id -> directive
   fresh: new Set(), // ids that arrived while the page was open and are not acknowledged yet
   acking: new Set(), // ids whose POST .../ack is on its way (button disabled)
+  completing: new Set(), // ids whose POST .../done is on its way (button disabled)
   sentAcks: new Map(), // id -> {at, timer}: acks taken by the websocket, shown as done until confirmed
   ticker: null,
 };
@@ -58,9 +68,9 @@ function myTarget(directive) {
 
 /** Our state, counting an ack the websocket took that the server has not echoed yet. */
 function myState(directive) {
-  if (page.sentAcks.has(directive.id)) return ACKNOWLEDGED;
   const target = myTarget(directive);
-  return target ? target.state : TargetState.SENT;
+  const state = target ? target.state : TargetState.SENT;
+  return page.sentAcks.has(directive.id) && !isAcknowledged(state) ? ACKNOWLEDGED : state;
 }
 
 function myAckTime(directive) {
@@ -68,32 +78,56 @@ function myAckTime(directive) {
   return (target && target.acknowledged_at) || page.sentAcks.get(directive.id)?.at || null;
 }
 
+function actionsFor(directive, state) {
+  const ackTime = myAckTime(directive);
+  if (state === DONE) {
+    const doneAt = myTarget(directive)?.done_at;
+    return [
+      el("span", { class: "state state-done" }, "done 已完成"),
+      doneAt ? el("time", { class: "ack-time", datetime: doneAt }, `at ${formatTime(doneAt)}`) : null,
+    ];
+  }
+  if (state === ACKNOWLEDGED) {
+    // Done only once the server has the acknowledgement (an ack still on the websocket waits).
+    const waiting = page.sentAcks.has(directive.id) || page.completing.has(directive.id);
+    return [
+      el("span", { class: "state state-acknowledged" }, ACKNOWLEDGED),
+      ackTime ? el("time", { class: "ack-time", datetime: ackTime }, `at ${formatTime(ackTime)}`) : null,
+      el(
+        "button",
+        { type: "button", class: "btn btn-primary btn-big done", disabled: waiting },
+        "Done ",
+        el("span", { lang: "zh" }, "完成"),
+      ),
+    ];
+  }
+  return [
+    el("span", { class: `state state-${state}` }, state),
+    el(
+      "button",
+      { type: "button", class: "btn btn-primary btn-big ack", disabled: page.acking.has(directive.id) },
+      "Acknowledge ",
+      el("span", { lang: "zh" }, "确认"),
+    ),
+  ];
+}
+
 function renderDirective(directive) {
   const state = myState(directive);
-  const ackTime = myAckTime(directive);
   const issuer = directive.issuer || {};
-  const acknowledged = state === ACKNOWLEDGED;
-
-  const actions = acknowledged
-    ? [
-        el("span", { class: "state state-acknowledged" }, ACKNOWLEDGED),
-        ackTime ? el("time", { class: "ack-time", datetime: ackTime }, `at ${formatTime(ackTime)}`) : null,
-      ]
-    : [
-        el("span", { class: `state state-${state}` }, state),
-        el(
-          "button",
-          { type: "button", class: "btn btn-primary btn-big ack", disabled: page.acking.has(directive.id) },
-          "Acknowledge ",
-          el("span", { lang: "zh" }, "确认"),
-        ),
-      ];
+  const acknowledged = isAcknowledged(state);
+  const scope = describeScope(directive);
 
   const item = el(
     "li",
     {
       class: "directive",
-      dataset: { directiveId: directive.id, state, deadline: directive.deadline || "" },
+      dataset: {
+        directiveId: directive.id,
+        state,
+        deadline: directive.deadline || "",
+        completeBy: directive.complete_by || "",
+      },
     },
     el(
       "div",
@@ -101,29 +135,30 @@ function renderDirective(directive) {
       el("span", { class: "directive-issuer" }, `From 来自 ${issuer.display_name || issuer.username || "?"}`),
       el("time", { class: "directive-time", datetime: directive.created_at }, formatTime(directive.created_at)),
     ),
+    scope ? el("p", { class: "directive-scope" }, scope) : null,
     el("p", { class: "directive-text" }, directive.text),
     el(
       "div",
       { class: "directive-foot" },
       el("span", { class: "directive-deadline" }),
-      el("div", { class: "directive-actions" }, actions),
+      el("div", { class: "directive-actions" }, actionsFor(directive, state)),
     ),
   );
   item.classList.toggle("is-pending", !acknowledged);
   item.classList.toggle("is-new", page.fresh.has(directive.id) && !acknowledged);
   item.querySelector("button.ack")?.addEventListener("click", () => acknowledge(directive.id));
+  item.querySelector("button.done")?.addEventListener("click", () => complete(directive.id));
   return item;
 }
 
 function renderDirectives() {
-  const sorted = [...page.directives.values()].sort((a, b) => {
-    const pending = Number(myState(b) !== ACKNOWLEDGED) - Number(myState(a) !== ACKNOWLEDGED);
-    return pending || newestFirst(a, b);
-  });
+  // Still to acknowledge first, then still to do, then done; newest first within each.
+  const stage = (directive) => ({ [DONE]: 0, [ACKNOWLEDGED]: 1 })[myState(directive)] ?? 2;
+  const sorted = [...page.directives.values()].sort((a, b) => stage(b) - stage(a) || newestFirst(a, b));
   $("directives").replaceChildren(...sorted.map(renderDirective));
   $("directives-empty").hidden = sorted.length > 0;
 
-  const pending = sorted.filter((directive) => myState(directive) !== ACKNOWLEDGED).length;
+  const pending = sorted.filter((directive) => !isAcknowledged(myState(directive))).length;
   const badge = $("pending-count");
   badge.hidden = pending === 0;
   badge.textContent = `${pending} to acknowledge 待确认`;
@@ -134,16 +169,18 @@ function renderDirectives() {
 function refreshDeadlines() {
   for (const item of document.querySelectorAll("#directives .directive")) {
     const label = item.querySelector(".directive-deadline");
-    const remaining = secondsUntil(item.dataset.deadline);
-    if (remaining === null) {
-      label.textContent = "";
-      continue;
-    }
-    const acknowledged = item.dataset.state === ACKNOWLEDGED;
-    const overdue = !acknowledged && remaining < 0;
-    if (acknowledged) label.textContent = `deadline ${formatTime(item.dataset.deadline)}`;
-    else if (overdue) label.textContent = `overdue 已超时 (deadline ${formatTime(item.dataset.deadline)})`;
-    else label.textContent = `acknowledge within ${formatDuration(remaining)} 剩余`;
+    const { state, deadline, completeBy } = item.dataset;
+    const overdue = isOverdue({ deadline, complete_by: completeBy }, state);
+    if (state === DONE) label.textContent = "";
+    else if (state === ACKNOWLEDGED && completeBy) {
+      const remaining = secondsUntil(completeBy);
+      label.textContent = overdue
+        ? `overdue 已超时 (done by ${formatTime(completeBy)})`
+        : `done within ${formatDuration(remaining)} 剩余`;
+    } else if (state === ACKNOWLEDGED) label.textContent = deadline ? `deadline ${formatTime(deadline)}` : "";
+    else if (!deadline) label.textContent = "";
+    else if (overdue) label.textContent = `overdue 已超时 (deadline ${formatTime(deadline)})`;
+    else label.textContent = `acknowledge within ${formatDuration(secondsUntil(deadline))} 剩余`;
     item.classList.toggle("is-overdue", overdue);
   }
 }
@@ -171,11 +208,11 @@ function upsertDirective(directive, { announceNew = false } = {}) {
   const merged = mergeDirective(page.directives.get(directive.id), directive);
   page.directives.set(directive.id, merged);
   const target = myTarget(merged);
-  if (target && target.state === ACKNOWLEDGED) {
+  if (target && isAcknowledged(target.state)) {
     settleSentAck(directive.id); // the server has it: our own ack is confirmed
     page.fresh.delete(directive.id);
   }
-  if (announceNew && isNew && myState(merged) !== ACKNOWLEDGED) announce(merged);
+  if (announceNew && isNew && !isAcknowledged(myState(merged))) announce(merged);
   renderDirectives();
 }
 
@@ -216,6 +253,24 @@ async function acknowledgeByPost(directiveId) {
     if (page.user) {
       renderDirectives();
       showMessage(`Acknowledgement not sent: ${errorText(error)} 确认失败`);
+    }
+  }
+}
+
+/** POST /api/directives/{id}/done (idempotent); on failure the Done button comes back. */
+async function complete(directiveId) {
+  if (page.completing.has(directiveId)) return;
+  page.completing.add(directiveId);
+  renderDirectives();
+  try {
+    const directive = await api(`/api/directives/${directiveId}/done`, { method: "POST" });
+    page.completing.delete(directiveId);
+    upsertDirective(directive);
+  } catch (error) {
+    page.completing.delete(directiveId);
+    if (page.user) {
+      renderDirectives();
+      showMessage(`Not reported done: ${errorText(error)} 报告失败`);
     }
   }
 }
@@ -282,6 +337,7 @@ function suspend() {
   page.directives.clear();
   page.fresh.clear();
   page.acking.clear();
+  page.completing.clear();
   for (const directiveId of [...page.sentAcks.keys()]) settleSentAck(directiveId);
   renderDirectives();
 }

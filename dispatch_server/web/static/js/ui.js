@@ -1,6 +1,21 @@
 // Small DOM helpers shared by the pages.
 
-import { getUser, isLoggedIn, login, logout, UNAUTHORIZED_EVENT } from "./api.js";
+import {
+  canRefresh,
+  getUser,
+  isLoggedIn,
+  login,
+  refreshSession,
+  SESSION_EVENT,
+  sessionExpiresAt,
+  signOut,
+  UNAUTHORIZED_EVENT,
+} from "./api.js";
+
+/** Renew the access token this long before it expires. */
+const REFRESH_AHEAD_MS = 60000;
+/** After a refresh that could not reach the server, try again this soon. */
+const REFRESH_RETRY_MS = 10000;
 
 /** Create an element: el("span", {class: "x", dataset: {id: 1}}, "text", child). */
 export function el(tag, attributes = {}, ...children) {
@@ -138,9 +153,27 @@ export function showView(user) {
   if (!user) document.getElementById("username")?.focus();
 }
 
+let refreshTimer = null;
+
+/** Renew the access token shortly before it expires (again after each renewal). */
+function scheduleRefresh() {
+  clearTimeout(refreshTimer);
+  refreshTimer = null;
+  const expiresAt = sessionExpiresAt();
+  if (!expiresAt || !canRefresh()) return;
+  const remaining = expiresAt - Date.now();
+  const delay = Math.max(0, remaining - Math.min(REFRESH_AHEAD_MS, remaining / 2));
+  refreshTimer = setTimeout(() => {
+    refreshSession().catch((error) => {
+      // 401: the sign-in has ended, UNAUTHORIZED_EVENT has fired. Otherwise: offline, retry.
+      if (error.status !== 401) refreshTimer = setTimeout(scheduleRefresh, REFRESH_RETRY_MS);
+    });
+  }, delay);
+}
+
 /**
- * Wire a page's session: the login form, "Log out", a sign-in that expires while the page is
- * open, and a page opened while already signed in.
+ * Wire a page's session: the login form, "Log out", renewing the access token before it expires,
+ * a sign-in that ends while the page is open, and a page opened while already signed in.
  *   start(user)   begin the page's work for a signed-in user
  *   stop()        end it (log out)
  *   isActive()    whether a user is signed in on this page now
@@ -148,20 +181,30 @@ export function showView(user) {
  */
 export function bindSession({ start, stop, isActive, onExpired = stop }) {
   bindLoginForm(start);
+  window.addEventListener(SESSION_EVENT, scheduleRefresh);
   document.getElementById("logout").addEventListener("click", () => {
     stop();
-    logout();
+    clearTimeout(refreshTimer);
+    signOut();
     clearMessage();
     showView(null);
   });
   window.addEventListener(UNAUTHORIZED_EVENT, (event) => {
+    clearTimeout(refreshTimer);
     if (!isActive()) return;
     showView(null);
     onExpired();
     showMessage(`${event.detail || "Session expired"} — please log in again. 请重新登录`);
   });
-  if (isLoggedIn()) start(getUser());
-  else showView(null);
+  if (isLoggedIn()) {
+    scheduleRefresh();
+    start(getUser());
+  } else if (canRefresh()) {
+    // Opened (or reloaded) after the access token expired: renew it if the sign-in still lasts.
+    refreshSession()
+      .then((user) => start(user))
+      .catch(() => showView(null));
+  } else showView(null);
 }
 
 /** How long to wait before retry number `failures` (1, 2, …): 2 s doubling up to 30 s. */

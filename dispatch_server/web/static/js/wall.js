@@ -1,7 +1,7 @@
 // The command room's video wall: live stream tiles and the directive panel.
 
 import { api, connectEvents } from "./api.js";
-import { mergeDirective, newestFirst, TargetState } from "./directives.js";
+import { describeScope, isAcknowledged, isOverdue, mergeDirective, newestFirst, TargetState } from "./directives.js";
 import { StreamTile } from "./stream_tile.js";
 import {
   bindSession,
@@ -122,15 +122,18 @@ function schedulePeopleRefresh() {
 
 function renderTarget(target) {
   const person = target.person || {};
-  let when = "";
-  if (target.state === TargetState.ACKNOWLEDGED && target.acknowledged_at) when = `at ${formatTime(target.acknowledged_at)}`;
-  else if (target.state === TargetState.DELIVERED && target.delivered_at) when = `at ${formatTime(target.delivered_at)}`;
+  const at = {
+    [TargetState.DONE]: target.done_at,
+    [TargetState.ACKNOWLEDGED]: target.acknowledged_at,
+    [TargetState.DELIVERED]: target.delivered_at,
+  }[target.state];
   return el(
     "li",
     { class: "target", dataset: { personId: person.id, state: target.state } },
     el("span", { class: "target-name" }, person.display_name || person.username || `#${person.id}`),
-    el("span", { class: `state state-${target.state}` }, target.state),
-    when ? el("time", { class: "target-time", datetime: target.acknowledged_at || target.delivered_at }, when) : null,
+    el("span", { class: `state state-${target.state}` }, target.state === TargetState.DONE ? "done 已完成" : target.state),
+    at ? el("time", { class: "target-time", datetime: at }, `at ${formatTime(at)}`) : null,
+    el("span", { class: "state state-overdue", hidden: true }, "overdue 已超时"),
     target.escalations > 0
       ? el("span", { class: "state state-escalated", title: "Not acknowledged in time: escalated" },
         `escalated ×${target.escalations} 已上报`)
@@ -140,9 +143,18 @@ function renderTarget(target) {
 
 function renderDirective(directive) {
   const issuer = directive.issuer || {};
+  const scope = describeScope(directive);
   const item = el(
     "li",
-    { class: "directive", dataset: { directiveId: directive.id, deadline: directive.deadline || "" } },
+    {
+      class: "directive",
+      dataset: {
+        directiveId: directive.id,
+        deadline: directive.deadline || "",
+        completeBy: directive.complete_by || "",
+        origin: directive.origin || "center",
+      },
+    },
     el(
       "div",
       { class: "directive-meta" },
@@ -150,6 +162,7 @@ function renderDirective(directive) {
       el("span", { class: "directive-issuer" }, `by ${issuer.display_name || issuer.username || "?"}`),
       el("span", { class: "directive-deadline" }),
     ),
+    scope ? el("p", { class: "directive-scope" }, scope) : null,
     el("p", { class: "directive-text" }, directive.text),
     el("ul", { class: "targets" }, (directive.targets || []).map(renderTarget)),
   );
@@ -171,22 +184,29 @@ function upsertDirective(directive) {
   renderDirectives();
 }
 
-/** Deadline countdown and overdue marks, refreshed every second. */
+/** Deadline countdowns and overdue marks per target (acknowledge, then done), every second. */
 function refreshDeadlines() {
   for (const item of document.querySelectorAll("#directive-list .directive")) {
-    const remaining = secondsUntil(item.dataset.deadline);
-    const pending = item.querySelectorAll('.target:not([data-state="acknowledged"])');
-    const label = item.querySelector(".directive-deadline");
-    if (remaining === null) {
-      label.textContent = "";
-      continue;
+    const { deadline, completeBy } = item.dataset;
+    const times = { deadline, complete_by: completeBy };
+    const targets = [...item.querySelectorAll(".target")];
+    const states = targets.map((target) => target.dataset.state);
+    let late = 0;
+    for (const target of targets) {
+      const overdue = isOverdue(times, target.dataset.state);
+      late += Number(overdue);
+      target.classList.toggle("is-overdue", overdue);
+      target.querySelector(".state-overdue").hidden = !overdue;
     }
-    const overdue = remaining < 0 && pending.length > 0;
-    if (pending.length === 0) label.textContent = "all acknowledged 全部确认";
-    else if (overdue) label.textContent = "overdue 已超时";
-    else label.textContent = `${formatDuration(remaining)} left 剩余`;
-    item.classList.toggle("is-overdue", overdue);
-    for (const target of pending) target.classList.toggle("is-overdue", remaining < 0);
+    const label = item.querySelector(".directive-deadline");
+    const unacknowledged = states.filter((state) => !isAcknowledged(state)).length;
+    const undone = states.filter((state) => state !== TargetState.DONE).length;
+    if (undone === 0) label.textContent = "all done 全部完成";
+    else if (late > 0) label.textContent = `${late} overdue 已超时`;
+    else if (unacknowledged > 0 && deadline) label.textContent = `${formatDuration(secondsUntil(deadline))} left 剩余`;
+    else if (completeBy) label.textContent = `all acknowledged · done within ${formatDuration(secondsUntil(completeBy))}`;
+    else label.textContent = "all acknowledged 全部确认";
+    item.classList.toggle("is-overdue", late > 0);
   }
 }
 
