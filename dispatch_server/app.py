@@ -35,6 +35,8 @@ from dispatch_server.duty import views as duty_views
 from dispatch_server.duty.rules import EmptySeatCheck
 from dispatch_server.escalation import views as escalation_views
 from dispatch_server.escalation.scheduler import EscalationScheduler
+from dispatch_server.field_ops import rules as field_op_rules
+from dispatch_server.field_ops import views as field_op_views
 from dispatch_server.incidents import service as incidents
 from dispatch_server.incidents import views as incident_views
 from dispatch_server.people import views as people_views
@@ -96,6 +98,9 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     rules = RuleRunner(
         db=context.db, bus=context.bus, clock=clock, every=timedelta(seconds=settings.alerts.check_seconds)
     )
+    no_stream = field_op_rules.NoStreamCheck(settings.alerts.no_stream_seconds)
+    rules.add(no_stream.name, no_stream)
+    rules.add("field_op_streams", field_op_rules.stream_check)
     rules.add("ack_overdue", ack_overdue.check)
     rules.add(EmptySeatCheck.name, EmptySeatCheck(settings.duty))
 
@@ -180,6 +185,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         directive_views.router,
         duty_views.router,
         incident_views.router,
+        field_op_views.router,
         escalation_views.router,
         stream_views.router,
         realtime_views.router,

@@ -54,6 +54,11 @@ class RuleRunner:
         """How many rounds have completed (for tests and the curious)."""
 
     @property
+    def settled(self) -> bool:
+        """Asleep with nothing pending: every check has run since the last :meth:`kick`."""
+        return self.idle_until is not None and not self._kicked.is_set()
+
+    @property
     def names(self) -> list[str]:
         return list(self._checks)
 

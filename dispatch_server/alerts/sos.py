@@ -1,7 +1,8 @@
 """SOS (R9): an officer calls for help, by REST or over the websocket, with the position if the
 device knows it. A critical alert for the command room at once, and for the officer, who so
 sees it arrive and be acknowledged. One open SOS per officer: pressing again while it is open
-returns that one."""
+returns that one. It names the field operation the officer is on, if any, and its incident (else
+the officer's latest open incident)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dispatch_server.alerts.schemas import Position
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.errors import Forbidden
+from dispatch_server.field_ops import service as field_ops
 from dispatch_server.incidents import service as incidents
 from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime.eventlog import LoggedEvent
@@ -48,7 +50,12 @@ async def raise_sos(
     if officer.role is not Role.FIELD_OFFICER:
         raise Forbidden("only field officers call SOS")
     note = note.strip()
-    open_incidents = await incidents.open_incidents_of(db_session=db_session, person_id=officer.id)
+    operation = await field_ops.active_for(db_session=db_session, person_id=officer.id)
+    if operation is not None and operation.incident_id is not None:
+        incident_id: int | None = operation.incident_id
+    else:
+        open_incidents = await incidents.open_incidents_of(db_session=db_session, person_id=officer.id)
+        incident_id = max(open_incidents) if open_incidents else None
     alert: Alert | None = None
     while alert is None:  # again only if the open one was resolved in the instant between
         events = await alerts.raise_alert(
@@ -58,7 +65,8 @@ async def raise_sos(
             message=_message(officer, position, note),
             level=AlertLevel.CRITICAL,
             now=now,
-            incident_id=max(open_incidents) if open_incidents else None,
+            incident_id=incident_id,
+            field_operation_id=operation.id if operation is not None else None,
             person_id=officer.id,
             latitude=position.latitude if position else None,
             longitude=position.longitude if position else None,

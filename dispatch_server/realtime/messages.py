@@ -11,6 +11,7 @@ from dispatch_server.alerts.schemas import AlertOut, Position
 from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.duty.schemas import DutyChange
 from dispatch_server.escalation.schemas import EscalationOut
+from dispatch_server.field_ops.schemas import FieldOperationOut
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.streams.schemas import StreamOut
 
@@ -26,6 +27,7 @@ __all__ = [
     "ErrorMessage",
     "EscalationMessage",
     "EventMessage",
+    "FieldOperationMessage",
     "ReadyMessage",
     "ServerMessage",
     "SosMessage",
@@ -139,8 +141,8 @@ class EscalationMessage(_Event):
 
 
 class AlertMessage(_Event):
-    """Something the command room must act on that is not about one directive (R2, R8): for
-    now the recordings disk running out of space, a recording write failing, or all clear."""
+    """An alert was raised (R2, R4, R8, R9, R10): for the command room; an SOS also for the
+    officer who sent it."""
 
     type: Literal["alert"] = "alert"
     alert: AlertOut
@@ -191,6 +193,13 @@ class DutyMessage(_Event):
     at: datetime
 
 
+class FieldOperationMessage(_Event):
+    """A field operation was registered, started or ended (R8): for the command room and its team."""
+
+    type: Literal["field_operation"] = "field_operation"
+    field_operation: FieldOperationOut
+
+
 class ErrorMessage(_Message):
     type: Literal["error"] = "error"
     message: str
@@ -206,6 +215,7 @@ _Events = (
     | DutyMessage
     | AlertMessage
     | AlertUpdateMessage
+    | FieldOperationMessage
 )
 
 EventMessage = Annotated[_Events, Field(discriminator="type")]

@@ -18,6 +18,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
+from dispatch_server.alerts import sos
+from dispatch_server.alerts.schemas import AlertOut
+from dispatch_server.audit import service as audit
 from dispatch_server.context import Context
 from dispatch_server.directives import service as directives
 from dispatch_server.errors import DomainError
@@ -28,11 +31,13 @@ from dispatch_server.realtime.hub import Connection
 from dispatch_server.realtime.messages import (
     MAX_MESSAGE_BYTES,
     AckMessage,
+    AlertMessage,
     AuthMessage,
     DirectiveMessage,
     ErrorMessage,
     ReadyMessage,
     ServerMessage,
+    SosMessage,
     client_message,
 )
 from dispatch_server.scheduling.clock import Clock
@@ -171,6 +176,8 @@ async def _read(websocket: WebSocket, context: Context, person: Person) -> None:
             continue
         if isinstance(message, AckMessage):
             await _acknowledge(websocket, context, person, message.directive_id)
+        elif isinstance(message, SosMessage):
+            await _sos(websocket, context, person, message)
         else:
             await _send(websocket, ErrorMessage(message="already authenticated"))
 
@@ -190,6 +197,29 @@ async def _acknowledge(websocket: WebSocket, context: Context, person: Person, d
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
         return
+    await eventlog.publish(bus=context.bus, events=events)
+
+
+async def _sos(websocket: WebSocket, context: Context, person: Person, message: SosMessage) -> None:
+    """An officer calls for help (R9): the alert reaches the command room and, as confirmation,
+    this officer's own devices through the event log."""
+    client = websocket.client.host if websocket.client is not None else ""
+    actor = audit.Actor(person_id=person.id, name=person.username, role=person.role.value, source=client)
+    try:
+        async with context.db.sessions() as db_session:
+            alert, events = await sos.raise_sos(
+                db_session=db_session,
+                officer=person,
+                position=message.position,
+                note=message.note,
+                now=_now(websocket),
+                actor=actor,
+            )
+    except DomainError as exc:
+        await _send(websocket, ErrorMessage(message=exc.message))
+        return
+    if not events:  # open already: show it again to the one who pressed
+        await _send(websocket, AlertMessage(alert=AlertOut.model_validate(alert)))
     await eventlog.publish(bus=context.bus, events=events)
 
 

@@ -95,6 +95,7 @@ COMMAND = {"commander", "leader", "admin"}
 MANAGE = COMMAND | {"duty_officer"}
 READ_INCIDENTS = WATCH | {"field_officer", "upper_observer"}
 NOTES = WATCH | {"field_officer"}
+FIELD_OPS = WATCH | {"field_officer"}
 
 
 def _incident(world: World) -> dict[str, Any]:
@@ -190,6 +191,29 @@ def _signed_in_on_desk(world: World, column: str) -> dict[str, Any]:
     if column in WATCH:
         world.client(column).post("/api/duty/sign-in", json={"post": DESK})
     return {"post": DESK}
+
+
+def _field_operation_body(world: World, column: str = "") -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "case_number": "(2026)RBAC1号",
+        "place": "RBAC Street",
+        "team_ids": [world.id("field_officer")],
+        "planned_start": now.isoformat(),
+        "planned_end": (now + timedelta(hours=2)).isoformat(),
+    }
+
+
+def _field_operation(world: World) -> dict[str, Any]:
+    """A new field operation with the field officer on its team."""
+    created = world.people["admin"].http.post("/api/field-operations", json=_field_operation_body(world))
+    return {"field_operation_id": created.json()["id"]}
+
+
+def _running_field_operation(world: World) -> dict[str, Any]:
+    params = _field_operation(world)
+    world.people["admin"].http.post("/api/field-operations/{field_operation_id}/start".format(**params))
+    return params
 
 
 def _new_person(world: World, column: str) -> dict[str, Any]:
@@ -322,6 +346,19 @@ MATRIX: dict[tuple[str, str], Row] = {
         allow(200, WATCH), params=_open_sos, body=lambda w, c: {"note": "dealt with"}
     ),
     ("POST", "/api/alerts/sos"): Row(allow(201, {"field_officer"}), body=_sos_with_none_open),
+    # Field operations (R8): the command room and duty officers register them; officers see, start
+    # and end their own (to one not on the team, another's is not there: see test_field_ops.py).
+    ("POST", "/api/field-operations"): Row(allow(201, MANAGE), body=_field_operation_body),
+    ("GET", "/api/field-operations"): Row(allow(200, FIELD_OPS)),
+    ("GET", "/api/field-operations/{field_operation_id}"): Row(
+        allow(200, FIELD_OPS), params=_field_operation
+    ),
+    ("POST", "/api/field-operations/{field_operation_id}/start"): Row(
+        allow(200, FIELD_OPS), params=_field_operation
+    ),
+    ("POST", "/api/field-operations/{field_operation_id}/end"): Row(
+        allow(200, FIELD_OPS), params=_running_field_operation, body=lambda w, c: {"note": "back"}
+    ),
     # Duty (R10): run by the command room (duty officers, commanders, leaders, admins); the roster
     # is planned by commanders, leaders and admins. Field officers are in the field, observers
     # and external participants outside the center: none of it is theirs.
