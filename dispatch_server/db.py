@@ -78,6 +78,7 @@ class Database:
         from dispatch_server.alerts import models as _alerts  # noqa: F401
         from dispatch_server.archive import models as _archive  # noqa: F401
         from dispatch_server.audit import models as _audit  # noqa: F401
+        from dispatch_server.audit.roles import warn_if_audit_writable
         from dispatch_server.audit.service import ensure_head
         from dispatch_server.auth import models as _auth  # noqa: F401
         from dispatch_server.devices import models as _devices  # noqa: F401
@@ -95,6 +96,7 @@ class Database:
             await connection.run_sync(_add_missing_columns)
             await ensure_counter(connection)
             await ensure_head(connection)
+            await warn_if_audit_writable(connection)
 
     async def stop(self) -> None:
         await self.engine.dispose()

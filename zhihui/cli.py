@@ -396,6 +396,48 @@ def delete(
     )
 
 
+db_app = typer.Typer(help="The database: its schema, and the role the app connects as.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+async def _setup_database(settings: Settings, app_role: str | None) -> None:
+    from dispatch_server.audit.roles import grant_app_role
+    from dispatch_server.db import Database
+
+    db = Database(settings.effective_database_url)
+    try:
+        await db.start()
+        if app_role is not None:
+            async with db.engine.begin() as connection:
+                await grant_app_role(connection, app_role)
+    finally:
+        await db.stop()
+
+
+@db_app.command("setup")
+def setup_database(
+    app_role: Annotated[
+        str | None,
+        typer.Option(
+            "--app-role",
+            help="PostgreSQL: the role `zhihui up` connects as. It gets every privilege it needs, "
+            "except changing or removing audit rows (R17).",
+        ),
+    ] = None,
+) -> None:
+    """Create the schema in the configured database (run it as the schema's owner, an administrator's
+    role), and make the app's own role ready. Again after an upgrade. Idempotent."""
+    settings = _settings()
+    try:
+        asyncio.run(_setup_database(settings, app_role))
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"The schema is ready in {settings.effective_database_url.split('@')[-1]}.")
+    if app_role is not None:
+        console.print(f"{app_role} may use every table, and may only add to the audit log (audit_event).")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets hidden)."""
