@@ -1,6 +1,7 @@
-"""Duty (R10): the roster, sign-in and sign-out, handovers and their open items, the duty log.
+"""Duty (R10): the posts, the roster, sign-in and sign-out, and what every duty change shares
+(handovers: :mod:`dispatch_server.duty.handovers`; the duty log: :mod:`dispatch_server.duty.log`).
 
-Every change takes the event log's lock first (:func:`_hold`), reads what it checks (overlapping
+Every change takes the event log's lock first (:func:`hold`), reads what it checks (overlapping
 shifts, open sign-ins, a pending handover), writes, audits (R17) and logs its ``duty`` event in
 one transaction, which the function commits; the caller publishes the returned events. Taking the
 lock before reading makes the checks hold with any number of dispatch processes: two requests
@@ -25,24 +26,16 @@ from typing import Any
 from sqlalchemy import Select, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.directives.models import Directive
 from dispatch_server.duty import calendar
 from dispatch_server.duty.models import (
-    Handover,
-    HandoverItem,
-    LogEntry,
-    LogKind,
-    OpenItem,
     Shift,
     SignIn,
 )
 from dispatch_server.duty.schemas import DutyChange
 from dispatch_server.errors import Conflict, Forbidden, Invalid, NotFound
-from dispatch_server.incidents.models import Incident
 from dispatch_server.people import service as people
 from dispatch_server.people.models import COMMAND_ROLES, WATCH_ROLES, Person
 from dispatch_server.people.schemas import UserOut
@@ -55,25 +48,18 @@ from zhihui.settings import DutyPost, DutySettings
 __all__ = [
     "DUTY_ROLES",
     "ROSTER_ROLES",
-    "accept_handover",
-    "add_log_entry",
     "change_shift",
-    "close_item",
     "create_shift",
+    "day_window",
     "delete_shift",
     "find_post",
-    "get_handover",
     "get_shift",
     "holder",
-    "list_handovers",
-    "list_items",
-    "list_log",
     "list_shifts",
     "list_sign_ins",
     "sign_in",
     "sign_out",
     "signed_in",
-    "write_handover",
 ]
 
 DUTY_ROLES = WATCH_ROLES
@@ -102,7 +88,7 @@ def _may_hold(seat: DutyPost, person: Person) -> bool:
     return person.role.value in roles
 
 
-def _check_may_hold(seat: DutyPost, person: Person) -> None:
+def check_may_hold(seat: DutyPost, person: Person) -> None:
     if not _may_hold(seat, person):
         allowed = ", ".join(seat.roles or sorted(role.value for role in DUTY_ROLES))
         raise Forbidden(
@@ -113,7 +99,7 @@ def _check_may_hold(seat: DutyPost, person: Person) -> None:
 # -- shared helpers --------------------------------------------------------------------------------
 
 
-async def _hold(db_session: AsyncSession) -> None:
+async def hold(db_session: AsyncSession) -> None:
     """Serialise this transaction with every other duty change (and event writer) before it reads
     what it checks. PostgreSQL: the event log's row lock. SQLite: its one write lock, taken by an
     UPDATE that changes nothing (a read before the first write would not wait for other writers)."""
@@ -124,13 +110,13 @@ async def _hold(db_session: AsyncSession) -> None:
     await eventlog.hold(db_session=db_session)
 
 
-async def _release(db_session: AsyncSession) -> None:
-    """End a transaction that changed nothing (releasing :func:`_hold`'s lock) and keep what it
+async def release(db_session: AsyncSession) -> None:
+    """End a transaction that changed nothing (releasing :func:`hold`'s lock) and keep what it
     read: a commit, which does not expire the session's objects as a rollback would."""
     await db_session.commit()
 
 
-def _event(
+def duty_event(
     change: DutyChange, summary: str, at: datetime, *, seat: str | None, person: Person | None, ref: int
 ) -> LoggedEvent:
     """A ``duty`` event for the command room, about the shift, sign-in, handover, open item or log
@@ -146,7 +132,7 @@ def _event(
     return LoggedEvent(command_channel(), message, f"duty:{change.value}:{ref}")
 
 
-async def _finish(
+async def finish(
     db_session: AsyncSession,
     *,
     actor: audit.Actor,
@@ -203,7 +189,7 @@ async def _check_shift(
     if starts_at < now:
         raise Invalid("a shift is planned ahead: its start is in the past")
     person = await people.get(db_session=db_session, person_id=person_id)
-    _check_may_hold(seat, person)
+    check_may_hold(seat, person)
     clash = select(Shift).where(
         Shift.person_id == person_id,
         Shift.post == seat_key,
@@ -234,7 +220,7 @@ async def create_shift(
     note: str = "",
     now: datetime,
 ) -> tuple[Shift, list[LoggedEvent]]:
-    await _hold(db_session)
+    await hold(db_session)
     person = await _check_shift(
         db_session,
         settings,
@@ -257,13 +243,13 @@ async def create_shift(
     await db_session.flush()
     shift_id = shift.id
     summary = f"{person.display_name} rostered on {seat} from {_iso(starts_at)} to {_iso(ends_at)}"
-    events = await _finish(
+    events = await finish(
         db_session,
         actor=actor,
         action=AuditAction.DUTY_SHIFT_CREATE,
         object=f"shift:{shift_id}",
         detail={"person_id": person.id, "post": seat, "starts_at": _iso(starts_at), "ends_at": _iso(ends_at)},
-        events=[_event(DutyChange.SHIFT_CREATED, summary, now, seat=seat, person=person, ref=shift_id)],
+        events=[duty_event(DutyChange.SHIFT_CREATED, summary, now, seat=seat, person=person, ref=shift_id)],
     )
     return await get_shift(db_session=db_session, shift_id=shift_id), events
 
@@ -283,7 +269,7 @@ async def change_shift(
     now: datetime,
 ) -> tuple[Shift, list[LoggedEvent]]:
     """Change a shift still to come (person, post, start, end, note)."""
-    await _hold(db_session)
+    await hold(db_session)
     shift = await get_shift(db_session=db_session, shift_id=shift_id)
     _future(shift, now)
     wanted: dict[str, Any] = {
@@ -314,13 +300,15 @@ async def change_shift(
         shift.note = changes["note"].strip()
     changed = {k: [_plain(before[k]), _plain(v)] for k, v in wanted.items() if before[k] != v}
     summary = f"shift {shift.id} changed: {person.display_name} on {shift.post} from {_iso(shift.starts_at)}"
-    events = await _finish(
+    events = await finish(
         db_session,
         actor=actor,
         action=AuditAction.DUTY_SHIFT_CHANGE,
         object=f"shift:{shift.id}",
         detail={"changed": changed, "note": shift.note},
-        events=[_event(DutyChange.SHIFT_CHANGED, summary, now, seat=shift.post, person=person, ref=shift.id)],
+        events=[
+            duty_event(DutyChange.SHIFT_CHANGED, summary, now, seat=shift.post, person=person, ref=shift.id)
+        ],
     )
     return await get_shift(db_session=db_session, shift_id=shift_id), events
 
@@ -332,7 +320,7 @@ def _plain(value: Any) -> Any:
 async def delete_shift(
     *, db_session: AsyncSession, actor: audit.Actor, shift_id: int, now: datetime
 ) -> list[LoggedEvent]:
-    await _hold(db_session)
+    await hold(db_session)
     shift = await get_shift(db_session=db_session, shift_id=shift_id)
     _future(shift, now)
     person, seat = shift.person, shift.post
@@ -344,13 +332,13 @@ async def delete_shift(
     }
     await db_session.delete(shift)
     summary = f"{person.display_name}'s shift {shift_id} on {seat} removed"
-    return await _finish(
+    return await finish(
         db_session,
         actor=actor,
         action=AuditAction.DUTY_SHIFT_DELETE,
         object=f"shift:{shift_id}",
         detail=detail,
-        events=[_event(DutyChange.SHIFT_DELETED, summary, now, seat=seat, person=person, ref=shift_id)],
+        events=[duty_event(DutyChange.SHIFT_DELETED, summary, now, seat=seat, person=person, ref=shift_id)],
     )
 
 
@@ -396,7 +384,7 @@ async def _get_sign_in(db_session: AsyncSession, sign_in_id: int) -> SignIn:
     return (await db_session.scalars(query)).one()
 
 
-async def _open_sign_in(db_session: AsyncSession, person_id: int, seat: str) -> SignIn | None:
+async def open_sign_in(db_session: AsyncSession, person_id: int, seat: str) -> SignIn | None:
     query = select(SignIn).where(
         SignIn.person_id == person_id, SignIn.post == seat, SignIn.signed_out_at.is_(None)
     )
@@ -423,11 +411,11 @@ async def sign_in(
             raise Invalid("you have no shift now: name the post to sign in on")
         seat = current.post
     chosen = find_post(settings, seat)
-    _check_may_hold(chosen, person)
-    await _hold(db_session)
-    existing = await _open_sign_in(db_session, person.id, seat)
+    check_may_hold(chosen, person)
+    await hold(db_session)
+    existing = await open_sign_in(db_session, person.id, seat)
     if existing is not None:
-        await _release(db_session)
+        await release(db_session)
         return existing, []
     shift = (
         await db_session.scalars(_current_shifts(person.id, now, early).where(Shift.post == seat).limit(1))
@@ -447,7 +435,7 @@ async def sign_in(
         await db_session.flush()
     except IntegrityError:  # signed in meanwhile (the unique index over open sign-ins)
         await db_session.rollback()
-        again = await _open_sign_in(db_session, person.id, seat)
+        again = await open_sign_in(db_session, person.id, seat)
         if again is None:
             raise
         return again, []
@@ -459,7 +447,7 @@ async def sign_in(
     else:
         how = "on time"
     events = [
-        _event(
+        duty_event(
             DutyChange.SIGNED_IN,
             f"{person.display_name} signed in on {seat} ({how})",
             now,
@@ -469,7 +457,7 @@ async def sign_in(
         )
     ]
     events.extend(await _fill_seat(db_session, seat=seat, now=now, note=f"{person.display_name} signed in"))
-    logged = await _finish(
+    logged = await finish(
         db_session,
         actor=actor,
         action=AuditAction.DUTY_SIGN_IN,
@@ -503,7 +491,7 @@ async def sign_out(
 ) -> tuple[SignIn, list[LoggedEvent]]:
     """Sign ``person`` out (of ``seat``, or of the one post they are signed in on). Signing out
     again returns the last sign-in as it stands; never having signed in is a 409."""
-    await _hold(db_session)
+    await hold(db_session)
     query = select(SignIn).where(SignIn.person_id == person.id, SignIn.signed_out_at.is_(None))
     if seat is not None:
         query = query.where(SignIn.post == seat)
@@ -516,7 +504,7 @@ async def sign_out(
         if seat is not None:
             last = last.where(SignIn.post == seat)
         done = await db_session.scalar(last.order_by(SignIn.signed_in_at.desc(), SignIn.id.desc()).limit(1))
-        await _release(db_session)
+        await release(db_session)
         if done is None:
             raise Conflict(f"you are not signed in{f' on {seat}' if seat else ''}")
         return done, []
@@ -525,14 +513,14 @@ async def sign_out(
     record.left_early = record.shift is not None and now < record.shift.ends_at
     record_id, seat = record.id, record.post
     how = " before the end of the shift" if record.left_early else ""
-    logged = await _finish(
+    logged = await finish(
         db_session,
         actor=actor,
         action=AuditAction.DUTY_SIGN_OUT,
         object=f"post:{seat}",
         detail={"sign_in_id": record_id, "left_early": record.left_early},
         events=[
-            _event(
+            duty_event(
                 DutyChange.SIGNED_OUT,
                 f"{person.display_name} signed out of {seat}{how}",
                 now,
@@ -593,330 +581,6 @@ async def holder(*, db_session: AsyncSession, seat: str, now: datetime) -> Perso
         .limit(1)
     )
     return rostered.person if rostered is not None else None
-
-
-# -- handovers and open items ----------------------------------------------------------------------
-
-
-async def get_handover(*, db_session: AsyncSession, handover_id: int) -> Handover:
-    query = select(Handover).where(Handover.id == handover_id).execution_options(populate_existing=True)
-    handover = await db_session.scalar(query)
-    if handover is None:
-        raise NotFound(f"there is no handover {handover_id}")
-    return handover
-
-
-async def _check_links(db_session: AsyncSession, item: dict[str, Any]) -> None:
-    if item.get("directive_id") is not None and await db_session.get(Directive, item["directive_id"]) is None:
-        raise NotFound(f"there is no directive {item['directive_id']}")
-    if item.get("incident_id") is not None and await db_session.get(Incident, item["incident_id"]) is None:
-        raise NotFound(f"there is no incident {item['incident_id']}")
-    if item.get("alert_id") is not None:
-        from dispatch_server.alerts.models import Alert
-
-        if await db_session.get(Alert, item["alert_id"]) is None:
-            raise NotFound(f"there is no alert {item['alert_id']}")
-
-
-async def _next_on(db_session: AsyncSession, seat: str, after: Person, now: datetime) -> Person | None:
-    """The next person rostered on the post, other than ``after``: the soonest shift not yet over."""
-    shift = await db_session.scalar(
-        select(Shift)
-        .where(Shift.post == seat, Shift.person_id != after.id, Shift.ends_at > now)
-        .order_by(Shift.starts_at, Shift.id)
-        .limit(1)
-    )
-    return shift.person if shift is not None else None
-
-
-async def write_handover(
-    *,
-    db_session: AsyncSession,
-    settings: DutySettings,
-    writer: Person,
-    actor: audit.Actor,
-    seat: str,
-    notes: str,
-    to_person_id: int | None,
-    items: list[dict[str, Any]],
-    close_item_ids: list[int],
-    now: datetime,
-) -> tuple[Handover, list[LoggedEvent]]:
-    """The outgoing person hands the post over: notes, the post's open items (those still open
-    carry forward; ``close_item_ids`` are closed first; ``items`` are new), and whom to."""
-    chosen = find_post(settings, seat)
-    notes = notes.strip()
-    if not notes:
-        raise Invalid("a handover needs notes (even 'nothing to report')")
-    await _hold(db_session)
-    if await _open_sign_in(db_session, writer.id, seat) is None:
-        raise Conflict(f"sign in on {seat} first: the person on duty there writes its handover")
-    if to_person_id is not None:
-        to_person: Person | None = await people.get(db_session=db_session, person_id=to_person_id)
-        assert to_person is not None
-        if to_person.id == writer.id:
-            raise Invalid("a handover goes to someone else")
-        _check_may_hold(chosen, to_person)
-    else:
-        to_person = await _next_on(db_session, seat, writer, now)
-    for item_id in dict.fromkeys(close_item_ids):
-        item = await db_session.get(OpenItem, item_id)
-        if item is None or item.post != seat:
-            raise NotFound(f"there is no open item {item_id} on {seat}")
-        if item.closed_at is None:
-            item.closed_at, item.closed_by_id, item.closed_note = now, writer.id, "closed at the handover"
-    new_items = []
-    for fields in items:
-        text = str(fields.get("text", "")).strip()
-        if not text:
-            raise Invalid("an open item needs some text")
-        await _check_links(db_session, fields)
-        new_item = OpenItem(
-            post=seat,
-            text=text,
-            directive_id=fields.get("directive_id"),
-            incident_id=fields.get("incident_id"),
-            alert_id=fields.get("alert_id"),
-            created_by_id=writer.id,
-            created_at=now,
-            closed_note="",
-        )
-        db_session.add(new_item)
-        new_items.append(new_item)
-    handover = Handover(
-        post=seat,
-        from_person_id=writer.id,
-        to_person_id=to_person.id if to_person is not None else None,
-        notes=notes,
-        written_at=now,
-    )
-    db_session.add(handover)
-    await db_session.flush()
-    handover_id = handover.id
-    carried = (
-        await db_session.scalars(
-            select(OpenItem.id)
-            .where(OpenItem.post == seat, OpenItem.closed_at.is_(None))
-            .order_by(OpenItem.id)
-        )
-    ).all()
-    db_session.add_all(HandoverItem(handover_id=handover_id, item_id=item_id) for item_id in carried)
-    whom = to_person.display_name if to_person is not None else "whoever takes over"
-    summary = f"{writer.display_name} handed {seat} over to {whom} ({len(carried)} open item(s))"
-    logged = await _finish(
-        db_session,
-        actor=actor,
-        action=AuditAction.DUTY_HANDOVER,
-        object=f"handover:{handover_id}",
-        detail={
-            "post": seat,
-            "to_person_id": handover.to_person_id,
-            "items": list(carried),
-            "new_items": [item.id for item in new_items],
-            "closed_items": list(dict.fromkeys(close_item_ids)),
-        },
-        events=[_event(DutyChange.HANDOVER_WRITTEN, summary, now, seat=seat, person=writer, ref=handover_id)],
-    )
-    return await get_handover(db_session=db_session, handover_id=handover_id), logged
-
-
-async def accept_handover(
-    *,
-    db_session: AsyncSession,
-    settings: DutySettings,
-    person: Person,
-    actor: audit.Actor,
-    handover_id: int,
-    now: datetime,
-) -> tuple[Handover, list[LoggedEvent]]:
-    """The incoming person accepts the handover. Accepting it again returns it as it stands."""
-    await _hold(db_session)
-    handover = await get_handover(db_session=db_session, handover_id=handover_id)
-    if handover.accepted_by_id is not None:
-        if handover.accepted_by_id == person.id:
-            await _release(db_session)
-            return handover, []
-        accepted_by = handover.accepted_by.display_name if handover.accepted_by else "someone"
-        raise Conflict(f"handover {handover_id} was accepted by {accepted_by} already")
-    if handover.from_person_id == person.id:
-        raise Conflict("the outgoing person does not accept their own handover")
-    if handover.to_person_id is not None and handover.to_person_id != person.id:
-        to_name = handover.to_person.display_name if handover.to_person else "someone else"
-        raise Forbidden(f"handover {handover_id} is for {to_name}")
-    _check_may_hold(find_post(settings, handover.post), person)
-    handover.accepted_at, handover.accepted_by_id = now, person.id
-    seat, giver = handover.post, handover.from_person.display_name
-    summary = f"{person.display_name} accepted the handover of {seat} from {giver}"
-    logged = await _finish(
-        db_session,
-        actor=actor,
-        action=AuditAction.DUTY_HANDOVER_ACCEPT,
-        object=f"handover:{handover_id}",
-        detail={"post": seat},
-        events=[
-            _event(DutyChange.HANDOVER_ACCEPTED, summary, now, seat=seat, person=person, ref=handover_id)
-        ],
-    )
-    return await get_handover(db_session=db_session, handover_id=handover_id), logged
-
-
-async def list_handovers(
-    *,
-    db_session: AsyncSession,
-    seat: str | None = None,
-    pending: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Handover]:
-    """Handovers, newest first."""
-    query = select(Handover)
-    if seat is not None:
-        query = query.where(Handover.post == seat)
-    if pending is not None:
-        query = query.where(Handover.accepted_at.is_(None) if pending else Handover.accepted_at.is_not(None))
-    if since is not None:
-        query = query.where(Handover.written_at >= since)
-    if until is not None:
-        query = query.where(Handover.written_at < until)
-    page = query.order_by(Handover.written_at.desc(), Handover.id.desc()).limit(limit).offset(offset)
-    return list((await db_session.scalars(page)).all())
-
-
-async def list_items(
-    *,
-    db_session: AsyncSession,
-    seat: str | None = None,
-    open_only: bool = True,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[OpenItem]:
-    """Open items (or all), oldest first."""
-    query = select(OpenItem)
-    if seat is not None:
-        query = query.where(OpenItem.post == seat)
-    if open_only:
-        query = query.where(OpenItem.closed_at.is_(None))
-    page = query.order_by(OpenItem.id).limit(limit).offset(offset)
-    return list((await db_session.scalars(page.execution_options(populate_existing=True))).all())
-
-
-async def close_item(
-    *, db_session: AsyncSession, person: Person, actor: audit.Actor, item_id: int, note: str, now: datetime
-) -> tuple[OpenItem, list[LoggedEvent]]:
-    """An open item is done. Closing it again returns it as it stands."""
-    await _hold(db_session)
-    item = await db_session.get(OpenItem, item_id, populate_existing=True)
-    if item is None:
-        raise NotFound(f"there is no open item {item_id}")
-    if item.closed_at is not None:
-        await _release(db_session)
-        return item, []
-    item.closed_at, item.closed_by_id, item.closed_note = now, person.id, note.strip()
-    seat = item.post
-    summary = f"{person.display_name} closed an open item on {seat}: {item.text[:80]}"
-    logged = await _finish(
-        db_session,
-        actor=actor,
-        action=AuditAction.DUTY_ITEM_CLOSE,
-        object=f"item:{item_id}",
-        detail={"post": seat, "note": note.strip()},
-        events=[_event(DutyChange.ITEM_CLOSED, summary, now, seat=seat, person=person, ref=item_id)],
-    )
-    closed = await db_session.get(OpenItem, item_id, populate_existing=True)
-    assert closed is not None
-    return closed, logged
-
-
-# -- the duty log ----------------------------------------------------------------------------------
-
-
-async def add_log_entry(
-    *,
-    db_session: AsyncSession,
-    author: Person,
-    actor: audit.Actor,
-    kind: LogKind,
-    text: str,
-    corrects_id: int | None,
-    now: datetime,
-) -> tuple[LogEntry, list[LoggedEvent]]:
-    """Write an entry (in the name of ``author``, on the post they are signed in on, if any). A
-    correction names the entry it corrects, which must be the newest of its chain."""
-    text = text.strip()
-    if not text:
-        raise Invalid("a log entry needs some text")
-    await _hold(db_session)
-    if corrects_id is not None:
-        corrected = await db_session.get(LogEntry, corrects_id)
-        if corrected is None:
-            raise NotFound(f"there is no duty log entry {corrects_id}")
-        newer = await db_session.scalar(select(LogEntry.id).where(LogEntry.corrects_id == corrects_id))
-        if newer is not None:
-            raise Conflict(f"entry {corrects_id} was corrected by entry {newer} already: correct that one")
-    on_duty = await db_session.scalar(
-        select(SignIn.post)
-        .where(SignIn.person_id == author.id, SignIn.signed_out_at.is_(None))
-        .order_by(SignIn.signed_in_at)
-        .limit(1)
-    )
-    entry = LogEntry(at=now, author_id=author.id, post=on_duty, kind=kind, text=text, corrects_id=corrects_id)
-    db_session.add(entry)
-    await db_session.flush()
-    entry_id = entry.id
-    what = f"corrected entry {corrects_id}" if corrects_id is not None else f"logged a {kind.value}"
-    logged = await _finish(
-        db_session,
-        actor=actor,
-        action=AuditAction.DUTY_LOG,
-        object=f"duty_log:{entry_id}",
-        detail={"kind": kind.value, "corrects_id": corrects_id, "post": on_duty},
-        events=[
-            _event(
-                DutyChange.LOG_ENTRY,
-                f"{author.display_name} {what}",
-                now,
-                seat=on_duty,
-                person=author,
-                ref=entry_id,
-            )
-        ],
-    )
-    stored = (await db_session.scalars(select(LogEntry).where(LogEntry.id == entry_id))).one()
-    return stored, logged
-
-
-async def list_log(
-    *,
-    db_session: AsyncSession,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    kind: LogKind | None = None,
-    author_id: int | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> tuple[list[tuple[LogEntry, int | None]], int]:
-    """Log entries in time order, each with the id of the entry that corrects it (if any); and how
-    many match in all. ``text`` matches words in the entry, case-insensitively."""
-    correction = aliased(LogEntry)
-    query = select(LogEntry, correction.id).outerjoin(correction, correction.corrects_id == LogEntry.id)
-    if since is not None:
-        query = query.where(LogEntry.at >= since)
-    if until is not None:
-        query = query.where(LogEntry.at < until)
-    if kind is not None:
-        query = query.where(LogEntry.kind == kind)
-    if author_id is not None:
-        query = query.where(LogEntry.author_id == author_id)
-    if text:
-        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(func.lower(LogEntry.text).like(f"%{escaped}%", escape="\\"))
-    total = await db_session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = query.order_by(LogEntry.at, LogEntry.id).limit(limit).offset(offset)
-    rows = (await db_session.execute(page)).all()
-    return [(entry, corrected_by) for entry, corrected_by in rows], total
 
 
 def day_window(

@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse
 
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import Ctx, DbSession, Now, require_roles
-from dispatch_server.duty import calendar, service
+from dispatch_server.duty import calendar, handovers, service
+from dispatch_server.duty import log as duty_log
 from dispatch_server.duty.models import LogKind
 from dispatch_server.duty.schemas import (
     BoardOut,
@@ -266,7 +267,7 @@ async def list_sign_ins(
 async def write_handover(
     body: HandoverIn, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Runner
 ) -> HandoverOut:
-    handover, events = await service.write_handover(
+    handover, events = await handovers.write_handover(
         db_session=db_session,
         settings=_duty(context),
         writer=user,
@@ -294,7 +295,7 @@ async def list_handovers(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[HandoverOut]:
     since, until = service.day_window(_duty(context), day, None)
-    rows = await service.list_handovers(
+    rows = await handovers.list_handovers(
         db_session=db_session,
         seat=post,
         pending=pending,
@@ -309,7 +310,7 @@ async def list_handovers(
 @router.get("/api/duty/handovers/{handover_id}", response_model=HandoverOut, summary="One handover")
 async def get_handover(handover_id: int, db_session: DbSession, _user: Runner) -> HandoverOut:
     return HandoverOut.model_validate(
-        await service.get_handover(db_session=db_session, handover_id=handover_id)
+        await handovers.get_handover(db_session=db_session, handover_id=handover_id)
     )
 
 
@@ -319,7 +320,7 @@ async def get_handover(handover_id: int, db_session: DbSession, _user: Runner) -
 async def accept_handover(
     handover_id: int, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Runner
 ) -> HandoverOut:
-    handover, events = await service.accept_handover(
+    handover, events = await handovers.accept_handover(
         db_session=db_session,
         settings=_duty(context),
         person=user,
@@ -340,7 +341,7 @@ async def list_items(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ItemOut]:
-    rows = await service.list_items(
+    rows = await handovers.list_items(
         db_session=db_session, seat=post, open_only=open, limit=limit, offset=offset
     )
     return [ItemOut.model_validate(row) for row in rows]
@@ -358,7 +359,7 @@ async def close_item(
     user: Runner,
     body: CloseIn | None = None,
 ) -> ItemOut:
-    item, events = await service.close_item(
+    item, events = await handovers.close_item(
         db_session=db_session,
         person=user,
         actor=actor_of(user, request),
@@ -386,7 +387,7 @@ async def list_log(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> LogPage:
     since, until = service.day_window(_duty(context), day, None)
-    rows, total = await service.list_log(
+    rows, total = await duty_log.list_log(
         db_session=db_session,
         since=since,
         until=until,
@@ -407,7 +408,7 @@ async def list_log(
 async def add_log_entry(
     body: LogEntryIn, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Runner
 ) -> LogEntryOut:
-    entry, events = await service.add_log_entry(
+    entry, events = await duty_log.add_log_entry(
         db_session=db_session,
         author=user,
         actor=actor_of(user, request),
