@@ -13,11 +13,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from dispatch_server.duty import calendar
 from dispatch_server.people.models import Role
 from dispatch_server.scheduling.clock import ManualClock
 from tests.dispatch_server.conftest import BACKENDS, database_for
 from tests.dispatch_server.deployment import query
 from tests.dispatch_server.inprocess import InProcess, in_process, until
+from zhihui.settings import DutySettings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY = (2026, 3, 2)
@@ -62,6 +64,32 @@ async def shift(
         "/api/duty/shifts",
         json={"person_id": person_id, "post": post, "starts_at": iso(start), "ends_at": iso(end)},
     )
+
+
+def test_working_hours_follow_the_court_zone_holidays_and_make_up_days() -> None:
+    """R10: working hours are local (UTC+8 here), not at lunch or weekends; a holiday has none, a
+    make-up Sunday (调休) has them; days and weeks are local days."""
+    settings = DutySettings(holidays=["2026-03-03"], extra_working_days=["2026-03-08"])
+    period = calendar.period_at(settings, local(8, 30))
+    assert period is not None and (period.starts_at, period.ends_at) == (local(8, 30), local(12))
+    assert calendar.period_at(settings, local(8, 29)) is None
+    assert calendar.period_at(settings, local(12)) is None  # lunch
+    assert calendar.period_at(settings, local(17, 29)) is not None
+    assert calendar.period_at(settings, local(10, day=(2026, 3, 3))) is None  # the holiday
+    assert calendar.period_at(settings, local(10, day=SATURDAY)) is None
+    assert calendar.period_at(settings, local(10, day=(2026, 3, 8))) is not None  # a make-up Sunday
+    assert calendar.day_bounds(settings, calendar.local_day(settings, local(0, 30))) == (
+        local(0),
+        local(0) + timedelta(days=1),
+    )
+    assert calendar.week_bounds(settings, datetime(2026, 3, 4).date()) == (
+        local(0),
+        local(0, day=(2026, 3, 9)),
+    )
+    with pytest.raises(ValueError, match="unknown time zone"):
+        DutySettings(time_zone="Mars/Olympus")
+    with pytest.raises(ValueError, match="overlap"):
+        DutySettings(working_hours=[{"start": "08:00", "end": "12:00"}, {"start": "11:00", "end": "13:00"}])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
