@@ -37,7 +37,7 @@ from dispatch_server.archive.schemas import (
 from dispatch_server.archive.tickets import ArchiveTickets
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of
+from dispatch_server.audit.views import actor_of, client_address
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
 from dispatch_server.people.models import COMMAND_ROLES, WATCH_ROLES, Person, Role
@@ -94,19 +94,38 @@ async def _failed(
 
 
 async def _person(
-    request: Request, context: Ctx, db_session: DbSession, ticket: str | None, object: str
+    request: Request,
+    context: Ctx,
+    db_session: DbSession,
+    ticket: str | None,
+    object: str,
+    action: AuditAction | None = None,
 ) -> Person:
-    """The person behind a bearer token, or behind a ticket for this object."""
-    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
-    if scheme.lower() == "bearer" and token:
-        person_id = context.tokens.verify(token).person_id
-    elif ticket:
-        person_id = _archive(request).tickets.verify(ticket, object=object)
-    else:
-        raise Unauthorized("sign in first: an access token or a ticket is required")
-    person = await db_session.get(Person, person_id)
-    if person is None or not person.active:
-        raise Unauthorized("this account is no longer active")
+    """The person behind a bearer token, or behind a ticket for this object. With ``action``, an
+    attempt without valid credentials is audited too (by source address: nobody is known)."""
+    try:
+        scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+        if scheme.lower() == "bearer" and token:
+            person_id = context.tokens.verify(token).person_id
+        elif ticket:
+            person_id = _archive(request).tickets.verify(ticket, object=object)
+        else:
+            raise Unauthorized("sign in first: an access token or a ticket is required")
+        person = await db_session.get(Person, person_id)
+        if person is None or not person.active:
+            raise Unauthorized("this account is no longer active")
+    except Unauthorized as error:
+        if action is not None:
+            nobody = audit.Actor(person_id=None, name="", role="", source=client_address(request))
+            await audit.record_committed(
+                database=context.db,
+                action=action,
+                outcome=Outcome.DENIED,
+                actor=nobody,
+                object=object,
+                detail={"error": error.message, "ticket": bool(ticket)},
+            )
+        raise
     return person
 
 
@@ -204,7 +223,7 @@ async def play(
     ticket: Annotated[str | None, Query(description="From POST .../ticket, when no bearer token")] = None,
 ) -> StreamingResponse:
     object = f"stream:{stream_id}"
-    user = await _person(request, context, db_session, ticket, object)
+    user = await _person(request, context, db_session, ticket, object, AuditAction.ARCHIVE_PLAY)
     actor = await _allow(context, request, user, ARCHIVE_ROLES, AuditAction.ARCHIVE_PLAY, object)
     try:
         recording = await catalog.recording_of(db_session=db_session, stream_id=stream_id)
@@ -395,7 +414,7 @@ async def download_export(
     ticket: Annotated[str | None, Query()] = None,
 ) -> FileResponse:
     object = f"export:{export_id}"
-    user = await _person(request, context, db_session, ticket, object)
+    user = await _person(request, context, db_session, ticket, object, AuditAction.ARCHIVE_EXPORT_DOWNLOAD)
     actor = await _allow(context, request, user, EXPORT_ROLES, AuditAction.ARCHIVE_EXPORT_DOWNLOAD, object)
     try:
         export = await _own_export(db_session, user, export_id)
