@@ -19,10 +19,12 @@ from dispatch_server import errors
 from dispatch_server.alerts import overdue as ack_overdue
 from dispatch_server.alerts import views as alert_views
 from dispatch_server.alerts.rules import RuleRunner
+from dispatch_server.archive import redaction_views as archive_redaction_views
 from dispatch_server.archive import retention_views as archive_retention_views
 from dispatch_server.archive import service as archive_catalog
 from dispatch_server.archive import views as archive_views
 from dispatch_server.archive.exports import ExportRunner
+from dispatch_server.archive.redaction import RedactionRunner
 from dispatch_server.archive.tickets import ArchiveTickets
 from dispatch_server.audit import views as audit_views
 from dispatch_server.auth import views as auth_views
@@ -111,6 +113,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             database=context.db, root=settings.recording.root, folder=settings.data_dir / "exports"
         ),
     )
+    redactions = RedactionRunner(database=context.db, folder=settings.data_dir / "redactions")
 
     async def on_relay_event(event: AnyRelayEvent) -> None:
         async with context.db.sessions() as db_session:
@@ -148,6 +151,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         if added:
             logger.warning("catalogued %d recording entries found only in the manifests", added)
         archive.exports.folder.mkdir(parents=True, exist_ok=True)
+        redactions.folder.mkdir(parents=True, exist_ok=True)
         scheduler.start()
         rules.start()
         relay.state.registry.start()
@@ -159,6 +163,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             # Mounted apps get no lifespan of their own: stop the relay from here.
             await relay.state.registry.stop()
             await archive.exports.stop()
+            await redactions.stop()
             await context.bus.stop()
             await context.db.stop()
 
@@ -172,6 +177,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     )
     app.state.context = context
     app.state.archive = archive
+    app.state.redactions = redactions
     app.state.clock = clock
     app.state.scheduler = scheduler
     app.state.rules = rules
@@ -193,6 +199,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         audit_views.router,
         archive_views.router,
         archive_retention_views.router,
+        archive_redaction_views.router,
         alert_views.router,
     ):
         app.include_router(router)

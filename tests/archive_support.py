@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
+
+from aiortc import MediaStreamTrack
 
 from field_client.dispatch import DispatchClient
 from field_client.sources import TestPatternTrack, ToneTrack
@@ -14,16 +17,24 @@ from tests.conftest import ApiClient
 from tests.support import LOOPBACK, ZhihuiProcess
 
 
-async def record_with_gap(zhihui: ZhihuiProcess, username: str, device: str, seconds: float = 2.0) -> str:
-    """Publish a moving test pattern and a tone for ``seconds``, stop, publish again with the same
-    grant: the recording has a segment, a 'publisher reconnected' gap and a segment. Its stream id."""
+async def record_with_gap(
+    zhihui: ZhihuiProcess,
+    username: str,
+    device: str,
+    seconds: float = 2.0,
+    video: Callable[[], MediaStreamTrack] | None = None,
+) -> str:
+    """Publish a moving test pattern (or ``video()``) and a tone for ``seconds``, stop, publish
+    again with the same grant: the recording has a segment, a 'publisher reconnected' gap and a
+    segment. Its stream id."""
     client = DispatchClient(zhihui.base_url)
     await client.login(username, zhihui.credentials[username])
     grant = await client.publish_grant(device)
     try:
         for _ in range(2):
             publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
-            await publisher.start(TestPatternTrack(width=320, height=240, fps=15), ToneTrack())
+            track = video() if video is not None else TestPatternTrack(width=320, height=240, fps=15)
+            await publisher.start(track, ToneTrack())
             await asyncio.sleep(seconds)
             await publisher.stop()
             await asyncio.sleep(0.3)

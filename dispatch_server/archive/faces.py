@@ -160,7 +160,7 @@ def blur_boxes(image: np.ndarray, boxes: Sequence[Box], *, margin: float = MARGI
 
 
 class _Held:
-    """Boxes found in the last ``hold`` seconds of media time."""
+    """Boxes found in the last ``hold`` seconds (wall clock)."""
 
     def __init__(self, hold: float) -> None:
         self.hold = hold
@@ -204,6 +204,7 @@ class _Writer:
         self.video = video
         self.audio = self.output.add_stream_from_template(audio) if audio is not None else None
         self.last_pts = -1
+        self.last_audio_pts = -1
         self.frames = 0
         self.audio_packets = 0
 
@@ -219,14 +220,15 @@ class _Writer:
             self.output.mux(packet)
         self.frames += 1
 
-    def sound(self, packet: av.Packet, origin: float) -> None:
-        if self.audio is None or packet.pts is None or packet.time_base is None:
+    def sound(self, packet: av.Packet, seconds: float) -> None:
+        """An audio packet, ``seconds`` after the first picture; one that would not come after the
+        last one written (segments of two sessions can overlap by a few milliseconds) is left out."""
+        if self.audio is None or packet.time_base is None or seconds < 0:
             return
-        shift = round(origin / packet.time_base)
-        if packet.pts - shift < 0:
+        pts = round(seconds / packet.time_base)
+        if pts <= self.last_audio_pts:
             return
-        packet.pts -= shift
-        packet.dts = packet.pts
+        packet.pts = packet.dts = self.last_audio_pts = pts
         packet.stream = self.audio
         self.output.mux(packet)
         self.audio_packets += 1
@@ -263,7 +265,9 @@ def redact_segments(
     bit_rate = int(min(8e6, max(4e5, 8 * sum(s.path.stat().st_size for s in segments) / seconds)))
     held = _Held(HOLD_SECONDS)
     writer: _Writer | None = None
-    origin = 0.0
+    origin: datetime | None = None
+    """The wall-clock time of the first picture written. Pictures and sound are placed by their wall
+    clock time from there: a segment's media time may start again at 0 (a new recorder)."""
     last_seconds = 0.0
     decoded = 0
     with_faces = 0
@@ -287,7 +291,8 @@ def redact_segments(
                     )
                     if packet.stream.type == "audio":
                         if writer is not None and inside:
-                            writer.sound(packet, origin)
+                            assert origin is not None
+                            writer.sound(packet, (wall - origin).total_seconds())
                         continue
                     for frame in packet.decode():
                         assert isinstance(frame, av.VideoFrame)
@@ -299,15 +304,16 @@ def redact_segments(
                         image = frame.to_ndarray(format="bgr24")
                         found = detector.detect(image)
                         detections += len(found)
-                        boxes = held.add(at, found)
+                        boxes = held.add(wall.timestamp(), found)
                         if boxes:
                             with_faces += 1
                             blur_boxes(image, boxes)
                         if writer is None:
                             writer = _Writer(target, container, bit_rate, frame, audio_in)
-                            origin = at
-                        writer.picture(image, at - origin)
-                        last_seconds = at - origin
+                            origin = wall
+                        assert origin is not None
+                        last_seconds = (wall - origin).total_seconds()
+                        writer.picture(image, last_seconds)
         if writer is None:
             raise ValueError("no picture was recorded in the chosen time range")
         writer.close()

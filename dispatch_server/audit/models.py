@@ -29,6 +29,8 @@ class AuditAction(enum.StrEnum):
     ARCHIVE_PLAY = "archive.play"
     ARCHIVE_EXPORT = "archive.export"
     ARCHIVE_EXPORT_DOWNLOAD = "archive.export_download"
+    ARCHIVE_REDACT = "archive.redact"
+    ARCHIVE_REDACTION_DOWNLOAD = "archive.redaction_download"
     ARCHIVE_VERIFY = "archive.verify"
     ARCHIVE_DELETE = "archive.delete"
     ARCHIVE_HOLD = "archive.hold"

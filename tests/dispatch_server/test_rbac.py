@@ -334,6 +334,18 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/exports/{export_id}"): Row(allow(404, EVERYONE), params=_no_export),
     ("POST", "/api/exports/{export_id}/ticket"): Row(allow(404, EVERYONE), params=_no_export),
     ("GET", "/api/exports/{export_id}/download"): Row(allow(404, COMMAND), params=_no_export),
+    # Redacted copies: who may export may ask for one and download it; each sees their own.
+    ("POST", "/api/redactions"): Row(allow(404, COMMAND), body=lambda w, c: {"stream_id": w.stream_id}),
+    ("GET", "/api/redactions"): Row(allow(200, EVERYONE)),
+    ("GET", "/api/redactions/{redaction_id}"): Row(
+        allow(404, EVERYONE), params=lambda w: {"redaction_id": 999999}
+    ),
+    ("POST", "/api/redactions/{redaction_id}/ticket"): Row(
+        allow(404, EVERYONE), params=lambda w: {"redaction_id": 999999}
+    ),
+    ("GET", "/api/redactions/{redaction_id}/download"): Row(
+        allow(404, COMMAND), params=lambda w: {"redaction_id": 999999}
+    ),
     ("GET", "/api/audit"): Row(allow(200, {"admin", "leader"})),
     ("GET", "/api/audit/verify"): Row(allow(200, {"admin", "leader"})),
     # Alerts (R8, R9): the command room sees and handles them; a field officer raises an SOS.

@@ -1,0 +1,353 @@
+"""Redactions (issue 4): a stream's recording, or a time range of it, as a derived copy with the
+faces blurred, made in the background like an export.
+
+A request becomes a plan (which segments, from the catalog), then a catalog row naming those
+segments and their hashes, then the copy (:func:`build`, in a thread): each segment is first
+checked against its catalogued SHA-256, so a copy never names a hash its source no longer has; the
+faces are blurred (:mod:`dispatch_server.archive.faces`); a sidecar JSON beside the copy names the
+sources, the range, the detector and the copy's own hash. The segments are only ever read.
+
+:class:`RedactionRunner` owns the running redactions as :class:`~dispatch_server.archive.exports.
+ExportRunner` owns exports: progress goes to the row about twice a second, :meth:`stop` cancels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dispatch_server.archive import service as catalog
+from dispatch_server.archive.faces import CASCADES, RedactionCancelled, SourceSegment, redact_segments
+from dispatch_server.archive.redaction_models import Redaction, RedactionSource, RedactionState
+from dispatch_server.archive.remux import container_for
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.db import Database, utcnow
+from dispatch_server.errors import Conflict, Invalid, NotFound
+from media_relay.recording.manifest import sha256_file, utc_iso
+
+__all__ = ["RedactionPlan", "RedactionRunner", "build", "create", "plan", "sidecar_path"]
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_SECONDS = 0.5
+HASHING_SHARE = 0.05
+"""The part of the progress bar that checking the sources' hashes takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSource:
+    segment: SourceSegment
+    file: str
+    """Relative to the recordings root."""
+
+
+@dataclass(slots=True)
+class RedactionPlan:
+    stream_id: str
+    video_codec: str | None
+    since: datetime | None
+    until: datetime | None
+    sources: list[PlannedSource] = field(default_factory=list)
+
+    @property
+    def container(self) -> str:
+        return container_for(self.video_codec)
+
+
+def sidecar_path(copy: Path) -> Path:
+    """The sidecar JSON of a redacted copy: ``<copy>.json``."""
+    return copy.with_name(copy.name + ".json")
+
+
+async def plan(
+    *,
+    db_session: AsyncSession,
+    root: Path,
+    stream_id: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> RedactionPlan:
+    """The stream's segments that overlap the range (all of them when it is open), from the catalog.
+    NotFound without any; Conflict when one of their files is missing."""
+    if since is not None and until is not None and until <= since:
+        raise Invalid("the time range ends before it starts")
+    recording = await catalog.recording_of(db_session=db_session, stream_id=stream_id)
+    if recording.stream.video_codec is None:
+        raise Invalid(f"stream {stream_id!r} has no video to redact")
+    chosen = [
+        segment
+        for segment in recording.segments
+        if segment.video_frames > 0
+        and (since is None or segment.ended_at >= since)
+        and (until is None or segment.started_at <= until)
+    ]
+    if not chosen:
+        raise NotFound(f"stream {stream_id!r} has no recorded video in that time range")
+    missing = [segment.file for segment in chosen if not (root / segment.file).exists()]
+    if missing:
+        raise Conflict(f"segment file(s) missing from the archive: {', '.join(missing[:5])}")
+    return RedactionPlan(
+        stream_id=stream_id,
+        video_codec=recording.stream.video_codec,
+        since=since,
+        until=until,
+        sources=[
+            PlannedSource(
+                SourceSegment(
+                    sequence=segment.sequence,
+                    path=root / segment.file,
+                    sha256=segment.sha256,
+                    started_at=segment.started_at,
+                    media_start=segment.media_start,
+                    video_frames=segment.video_frames,
+                ),
+                segment.file,
+            )
+            for segment in chosen
+        ],
+    )
+
+
+async def create(
+    *, db_session: AsyncSession, plan: RedactionPlan, requested_by: int | None, requested_by_name: str
+) -> Redaction:
+    """The catalog row, naming the source segments and their hashes (flushed, not committed)."""
+    redaction = Redaction(
+        stream_id=plan.stream_id,
+        requested_by=requested_by,
+        requested_by_name=requested_by_name[:128],
+        since=plan.since,
+        until=plan.until,
+        state=RedactionState.QUEUED,
+        sources=[
+            RedactionSource(sequence=source.segment.sequence, file=source.file, sha256=source.segment.sha256)
+            for source in plan.sources
+        ],
+    )
+    db_session.add(redaction)
+    await db_session.flush()
+    return redaction
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    path: Path
+    bytes: int
+    sha256: str
+    frames: int
+    frames_with_faces: int
+    sidecar: dict[str, Any]
+
+
+def build(
+    plan: RedactionPlan,
+    target: Path,
+    *,
+    redaction_id: int | None,
+    requested_by: str,
+    requested_at: datetime,
+    progress: Callable[[float], None] | None = None,
+    cancelled: threading.Event | None = None,
+) -> Built:
+    """Check the sources against their hashes, write the copy to ``target`` and its sidecar beside
+    it. Plain file work, for a thread. Raises ValueError when a source has changed or the range
+    holds no picture; nothing is left behind then."""
+    report = progress or (lambda _fraction: None)
+    for index, source in enumerate(plan.sources):
+        if cancelled is not None and cancelled.is_set():
+            raise RedactionCancelled("the redaction was cancelled")
+        found = sha256_file(source.segment.path)
+        if found != source.segment.sha256:
+            raise ValueError(
+                f"segment {source.file} no longer matches its manifest (sha256 {found}, "
+                f"catalogued {source.segment.sha256}): not redacted; run zhihui verify"
+            )
+        report(HASHING_SHARE * (index + 1) / len(plan.sources))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result = redact_segments(
+        [source.segment for source in plan.sources],
+        target,
+        video_codec=plan.video_codec,
+        since=plan.since,
+        until=plan.until,
+        progress=lambda fraction: report(HASHING_SHARE + (1 - HASHING_SHARE) * fraction),
+        cancelled=cancelled,
+    )
+    digest = sha256_file(target)
+    size = target.stat().st_size
+    sidecar = {
+        "kind": "zhihui redacted copy",
+        "note": (
+            "A derived copy, not evidence: faces blurred and the video encoded again. The evidence is "
+            "the segments named in derived_from, unchanged; check them with zhihui verify."
+        ),
+        "redaction_id": redaction_id,
+        "stream_id": plan.stream_id,
+        "derived_from": [
+            {"sequence": source.segment.sequence, "file": source.file, "sha256": source.segment.sha256}
+            for source in plan.sources
+        ],
+        "range": {
+            "from": utc_iso(plan.since) if plan.since else None,
+            "to": utc_iso(plan.until) if plan.until else None,
+        },
+        "copy": {
+            "file": target.name,
+            "sha256": digest,
+            "bytes": size,
+            "container": result.container,
+            "video_codec": result.video_codec,
+            "width": result.width,
+            "height": result.height,
+            "frames": result.frames,
+            "seconds": result.seconds,
+            "audio": "copied as recorded" if result.audio_packets else "none",
+        },
+        "faces": {
+            "detector": f"OpenCV {cv2.__version__} Haar cascades, frontal and profile (both ways)",
+            "cascades": list(CASCADES),
+            "frames_with_faces": result.frames_with_faces,
+            "detections": result.detections,
+        },
+        "requested_by": requested_by,
+        "requested_at": utc_iso(requested_at),
+        "made_at": utc_iso(),
+    }
+    text = json.dumps(sidecar, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    sidecar_path(target).write_text(text, encoding="utf-8")
+    report(1.0)
+    return Built(target, size, digest, result.frames, result.frames_with_faces, sidecar)
+
+
+class RedactionRunner:
+    """Runs redactions in this process: one task each, the file work in a thread."""
+
+    def __init__(self, *, database: Database, folder: Path) -> None:
+        self._database = database
+        self.folder = folder
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancel: dict[int, threading.Event] = {}
+
+    def path_of(self, redaction: Redaction) -> Path | None:
+        """The copy on disk (made here, or by the command line), once done."""
+        return self.folder / redaction.file if redaction.file else None
+
+    def submit(self, redaction: Redaction, *, plan: RedactionPlan, actor: audit.Actor) -> None:
+        cancelled = threading.Event()
+        self._cancel[redaction.id] = cancelled
+        task = asyncio.get_running_loop().create_task(self._run(redaction, plan, actor, cancelled))
+        self._tasks[redaction.id] = task
+        task.add_done_callback(lambda _task: self._forget(redaction.id))
+
+    def _forget(self, redaction_id: int) -> None:
+        self._tasks.pop(redaction_id, None)
+        self._cancel.pop(redaction_id, None)
+
+    async def stop(self) -> None:
+        for event in self._cancel.values():
+            event.set()
+        tasks = tuple(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _set(self, redaction_id: int, **values: object) -> None:
+        async with self._database.sessions() as db_session:
+            redaction = await db_session.get(Redaction, redaction_id)
+            if redaction is not None:
+                for name, value in values.items():
+                    setattr(redaction, name, value)
+                await db_session.commit()
+
+    async def _run(
+        self, redaction: Redaction, plan: RedactionPlan, actor: audit.Actor, cancelled: threading.Event
+    ) -> None:
+        redaction_id = redaction.id
+        progress = [0.0]
+        target = self.folder / f"redaction-{redaction_id}.{plan.container}"
+        await self._set(redaction_id, state=RedactionState.RUNNING)
+        job = asyncio.ensure_future(
+            asyncio.to_thread(
+                build,
+                plan,
+                target,
+                redaction_id=redaction_id,
+                requested_by=redaction.requested_by_name,
+                requested_at=redaction.requested_at,
+                progress=lambda value: progress.__setitem__(0, value),
+                cancelled=cancelled,
+            )
+        )
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=PROGRESS_SECONDS)
+                await self._set(redaction_id, progress=round(min(progress[0], 0.99), 4))
+            built = job.result()
+        except (asyncio.CancelledError, RedactionCancelled):
+            cancelled.set()
+            with contextlib.suppress(BaseException):
+                await job
+            target.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._set(
+                        redaction_id, state=RedactionState.FAILED, error="cancelled", finished_at=utcnow()
+                    )
+                )
+            raise
+        except Exception as exc:
+            if not isinstance(exc, ValueError):
+                logger.exception("redaction %d failed", redaction_id)
+            await self._set(
+                redaction_id, state=RedactionState.FAILED, error=str(exc)[:2000], finished_at=utcnow()
+            )
+            await audit.record_committed(
+                database=self._database,
+                action=AuditAction.ARCHIVE_REDACT,
+                outcome=Outcome.FAILURE,
+                actor=actor,
+                object=f"redaction:{redaction_id}",
+                detail={"stage": "build", "stream_id": plan.stream_id, "error": str(exc)[:500]},
+            )
+            return
+        await self._set(
+            redaction_id,
+            state=RedactionState.DONE,
+            progress=1.0,
+            file=built.path.name,
+            bytes=built.bytes,
+            sha256=built.sha256,
+            frames=built.frames,
+            frames_with_faces=built.frames_with_faces,
+            finished_at=utcnow(),
+        )
+        await audit.record_committed(
+            database=self._database,
+            action=AuditAction.ARCHIVE_REDACT,
+            outcome=Outcome.SUCCESS,
+            actor=actor,
+            object=f"redaction:{redaction_id}",
+            detail={
+                "stage": "built",
+                "stream_id": plan.stream_id,
+                "sha256": built.sha256,
+                "bytes": built.bytes,
+                "frames": built.frames,
+                "frames_with_faces": built.frames_with_faces,
+                "derived_from": [source.segment.sha256 for source in plan.sources],
+            },
+        )
