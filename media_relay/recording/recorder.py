@@ -76,7 +76,7 @@ class StreamRecorder:
         self._segment_started_wall: datetime | None = None
         self._segment_started_mono = 0.0
         self._sequence = self._next_sequence()
-        self.clock = StreamClock(epoch=time.monotonic())
+        self.clock = StreamClock(epoch=self._epoch())
         self._last_pts: dict[MediaKind, float] = {}
         self._pending_audio: deque[EncodedFrame] = deque(maxlen=MAX_PENDING_AUDIO)
         self._last_sync = 0.0
@@ -252,6 +252,22 @@ class StreamRecorder:
             self._append({**entry, "bytes": size, "sha256": sha256_file(writer.path)})
 
         self._then(finish)
+
+    def _epoch(self) -> float:
+        """The monotonic time that is 0 on the stream's timeline. A stream recorded before (the
+        publisher came back after its grace, the relay restarted) goes on from where its timeline
+        would be now, never before its last segment's end; a new one starts at 0 now."""
+        now = time.monotonic()
+        segments = [entry for entry in self.manifest.entries() if entry.get("type") == "segment"]
+        if not segments:
+            return now
+        first, last = segments[0], segments[-1]
+        try:
+            since_first = (datetime.now(UTC) - datetime.fromisoformat(first["started_at"])).total_seconds()
+            elapsed = max(float(first["media_start"]) + since_first, float(last["media_end"]) + 1.0)
+        except (KeyError, TypeError, ValueError):
+            return now
+        return now - elapsed
 
     def _next_sequence(self) -> int:
         """After the last sequence in the manifest or on disk: a file is never written over."""

@@ -140,3 +140,22 @@ def test_the_recorder_times_frames_by_sender_reports_not_by_arrival(tmp_path: Pa
     for video_index, audio_index in ((15, 50), (30, 100)):
         skew = times["video"][video_index] - times["audio"][audio_index]
         assert skew == pytest.approx(0.0 if reports else late, abs=0.002), skew
+
+
+def test_a_stream_recorded_again_continues_its_timeline(tmp_path: Path) -> None:
+    """A new recorder for a stream that has segments (the publisher came back after its grace, the
+    relay restarted) starts its media time after the last segment's end, not at 0 again."""
+    frames = sorted(vp8_frames(FPS) + opus_frames(1.0), key=lambda frame: frame.timestamp / frame.clock_rate)
+    ends = []
+    for _ in range(2):
+        recorder = StreamRecorder(
+            root=tmp_path, stream_id="again", tracks={VIDEO: "vp8", AUDIO: "opus"}, segment_seconds=60
+        )
+        start = time.monotonic()
+        for frame in frames:
+            recorder.write(dataclasses.replace(frame, received_at=start + frame.timestamp / frame.clock_rate))
+        recorder.close()
+        entries = [e for e in recorder.manifest.entries() if e["type"] == "segment"]
+        ends.append((entries[-1]["media_start"], entries[-1]["media_end"]))
+    (_, first_end), (second_start, _) = ends
+    assert second_start > first_end
