@@ -1,5 +1,6 @@
-// The command room's video wall: live stream tiles and the directive panel.
+// The command room's video wall: live stream tiles, the open alerts and the directive panel.
 
+import { AlertPanel } from "./alerts.js";
 import { api, connectEvents } from "./api.js";
 import { describeScope, isAcknowledged, isOverdue, mergeDirective, newestFirst, TargetState } from "./directives.js";
 import { StreamTile } from "./stream_tile.js";
@@ -32,6 +33,7 @@ const page = {
   changedDirectiveId: null,
   ticker: null,
   peopleTimer: null,
+  alerts: null, // AlertPanel
 };
 
 // ---- stream tiles ---------------------------------------------------------
@@ -270,7 +272,11 @@ function onEvent(message) {
       schedulePeopleRefresh();
       break;
     case "alert":
-      showMessage(`${message.level === "ok" ? "✓" : "⚠"} ${message.message}`, message.level === "ok" ? "info" : "error");
+      page.alerts.upsert(message.alert);
+      if (message.alert.level === "critical") showMessage(`⚠ ${message.alert.message}`);
+      break;
+    case "alert_update":
+      page.alerts.upsert(message.alert);
       break;
     case "stream_health":
       page.tiles.get(message.stream_id)?.setHealth(message.flags);
@@ -300,8 +306,8 @@ function onStatus(status, info) {
 // ---- lifecycle ------------------------------------------------------------
 
 async function refreshAll() {
-  const results = await Promise.allSettled([loadStreams(), loadDirectives(), loadPeople()]);
-  const labels = ["Streams", "Directives", "Officers"];
+  const results = await Promise.allSettled([loadStreams(), page.alerts.load(), loadDirectives(), loadPeople()]);
+  const labels = ["Streams", "Alerts", "Directives", "Officers"];
   const problems = results
     .map((result, index) => (result.status === "rejected" ? `${labels[index]}: ${errorText(result.reason)}` : null))
     .filter(Boolean);
@@ -329,12 +335,14 @@ function stop() {
   clearInterval(page.ticker);
   clearTimeout(page.peopleTimer);
   removeAllStreams();
+  page.alerts.clear();
   page.directives.clear();
   renderDirectives();
   page.user = null;
 }
 
 function init() {
+  page.alerts = new AlertPanel({ list: $("alert-list"), empty: $("alert-empty"), count: $("alert-count") });
   $("directive-form").addEventListener("submit", sendDirective);
   // Closing the page ends the relay sessions (DELETE with keepalive).
   window.addEventListener("pagehide", () => removeAllStreams());
