@@ -2,6 +2,7 @@
 // export it as an evidence package. Contract: docs/api.md (Recordings archive).
 
 import { api } from "./api.js";
+import { clearRetention, showRetention } from "./archive_holds.js";
 import { bindSession, clearMessage, el, errorText, formatDuration, showMessage, showView } from "./ui.js";
 
 /** Roles that may export (docs/api.md, POST /api/exports). */
@@ -145,6 +146,7 @@ function choose(streamId) {
     `${recording.video_codec || "-"}/${recording.audio_codec || "-"} · ${recording.stream_id}`;
   $("verify-result").hidden = true;
   resetExport();
+  showRetention(recording.stream_id, page.user);
   drawTimeline(recording);
   play(null);
 }
@@ -337,6 +339,7 @@ function stop() {
   page.user = null;
   page.current = null;
   page.recordings.clear();
+  clearRetention();
   renderList();
   $("player-view").hidden = true;
   $("player-empty").hidden = false;
