@@ -18,9 +18,12 @@ from dispatch_server.people.models import Role
 from dispatch_server.realtime.messages import AlertMessage, AlertUpdateMessage
 from dispatch_server.scheduling.clock import ManualClock
 from media_relay.events import AnyRelayEvent, StreamDown, StreamHealth, StreamUp
+from tests.conftest import ApiClient
 from tests.dispatch_server.conftest import BACKENDS, database_for
 from tests.dispatch_server.deployment import Deployment, Socket, query
 from tests.dispatch_server.inprocess import Client, InProcess, in_process, until
+from tests.media import publishing
+from tests.support import running_zhihui
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NO_STREAM_SECONDS = 60  # the setting's default
@@ -310,3 +313,43 @@ async def test_field_operations_over_rest_with_the_rules_on_bad_input_and_who_se
     finished = http.get("/api/field-operations", params={"status": "ended"}).json()["items"]
     assert [o["id"] for o in finished if o["id"] == operation["id"]] == [operation["id"]]
     assert http.get("/api/field-operations", params={"status": "finished"}).status_code == 422
+
+
+async def test_with_a_real_relay_a_silent_team_member_is_reported_until_their_bodycam_streams(
+    workdir: Path,
+) -> None:
+    """R8 end to end, on the real clock: ``zhihui up`` with a one-second ``no_stream_seconds``, an
+    officer publishing over WHIP through the relay, the commander's websocket hearing it all."""
+    settings = {"ZHIHUI_ALERTS__NO_STREAM_SECONDS": "1", "ZHIHUI_ALERTS__CHECK_SECONDS": "0.2"}
+    with running_zhihui(workdir, "--demo", **settings) as zhihui:
+        commander = ApiClient(zhihui.base_url, "commander", zhihui.credentials["commander"])
+        officer = ApiClient(zhihui.base_url, "officer1", zhihui.credentials["officer1"])
+        now = datetime.now(UTC)
+        body = {
+            "case_number": "(2026)京0105执5号",
+            "place": "Dongcheng, Gate 2",
+            "team_ids": [officer.id],
+            "planned_start": _iso(now),
+            "planned_end": _iso(now + timedelta(hours=1)),
+        }
+        operation = commander.http.post("/api/field-operations", json=body).json()
+        wall = await Socket.open(zhihui.base_url, commander.token)
+        try:
+            assert officer.http.post(f"/api/field-operations/{operation['id']}/start").status_code == 200
+            silent = (await wall.next("alert", timeout=10, alert__kind="field_op_no_stream"))["alert"]
+            assert silent["person"]["id"] == officer.id and silent["field_operation_id"] == operation["id"]
+
+            async with publishing(zhihui, "officer1", audio=False) as live:
+                back = await wall.next("alert_update", timeout=15, alert__id=silent["id"])
+                assert back["alert"]["resolved_note"] == "streaming again"
+            lost = (await wall.next("alert", timeout=15, alert__kind="stream_lost"))["alert"]
+            assert lost["stream_id"] == live.stream_id and lost["level"] == "critical"
+
+            ended = commander.http.post(f"/api/field-operations/{operation['id']}/end", json={})
+            assert ended.status_code == 200, ended.text
+            resolved = await wall.next("alert_update", timeout=5, alert__id=lost["id"])
+            assert resolved["alert"]["resolved_note"] == "the field operation ended"
+        finally:
+            await wall.close()
+        still_open = commander.http.get("/api/alerts", params={"field_operation_id": operation["id"]}).json()
+        assert still_open["items"] == []
