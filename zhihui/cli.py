@@ -438,6 +438,53 @@ def setup_database(
         console.print(f"{app_role} may use every table, and may only add to the audit log (audit_event).")
 
 
+@app.command()
+def redact(
+    stream: Annotated[str, typer.Option("--stream", help="The stream to redact, by id.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the copy and its sidecar into.")],
+    since: Annotated[str | None, typer.Option("--from", help="Start of a time range (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="End of the time range.")] = None,
+) -> None:
+    """Make a copy of a stream's recording (or a time range of it) with the faces blurred (issue 4):
+    a WebM or MP4 and a sidecar JSON naming the source segments' hashes. The segments are only read.
+    Catalogued and audited.
+
+    Exit code 0: written. 1: nothing to redact, or it failed. 2: bad usage.
+    """
+    start, end = _utc(since, "--from"), _utc(until, "--to")
+    if start is not None and end is not None and end <= start:
+        console.print("[red]--to must come after --from.[/red]")
+        raise typer.Exit(2)
+    from dispatch_server.archive import redaction
+    from dispatch_server.errors import DomainError
+
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings()
+    with Progress(
+        TextColumn("redacting"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(), console=console
+    ) as bar:
+        task = bar.add_task("redact", total=1.0)
+        try:
+            redaction_id, built = asyncio.run(
+                redaction.redact_locally(
+                    settings,
+                    stream_id=stream,
+                    since=start,
+                    until=end,
+                    out=out,
+                    progress=lambda fraction: bar.update(task, completed=fraction),
+                )
+            )
+        except DomainError as error:
+            bar.stop()
+            console.print(f"[red]{error.message}[/red]")
+            raise typer.Exit(1) from None
+    console.print(
+        f"Redaction {redaction_id}: {built.frames} picture(s), faces blurred in {built.frames_with_faces}; "
+        f"written to {built.path} (sha256 {built.sha256}) with {built.path.name}.json beside it."
+    )
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings (secrets hidden)."""

@@ -29,15 +29,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.archive import service as catalog
 from dispatch_server.archive.faces import CASCADES, RedactionCancelled, SourceSegment, redact_segments
-from dispatch_server.archive.redaction_models import Redaction, RedactionSource, RedactionState
+from dispatch_server.archive.models import Redaction, RedactionSource, RedactionState
 from dispatch_server.archive.remux import container_for
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.db import Database, utcnow
-from dispatch_server.errors import Conflict, Invalid, NotFound
+from dispatch_server.errors import Conflict, DomainError, Invalid, NotFound
 from media_relay.recording.manifest import sha256_file, utc_iso
+from zhihui.settings import Settings
 
-__all__ = ["RedactionPlan", "RedactionRunner", "build", "create", "plan", "sidecar_path"]
+__all__ = [
+    "Built",
+    "RedactionPlan",
+    "RedactionRunner",
+    "build",
+    "create",
+    "plan",
+    "redact_locally",
+    "sidecar_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +241,15 @@ def build(
     return Built(target, size, digest, result.frames, result.frames_with_faces, sidecar)
 
 
+async def _update(database: Database, redaction_id: int, **values: object) -> None:
+    async with database.sessions() as db_session:
+        redaction = await db_session.get(Redaction, redaction_id)
+        if redaction is not None:
+            for name, value in values.items():
+                setattr(redaction, name, value)
+            await db_session.commit()
+
+
 class RedactionRunner:
     """Runs redactions in this process: one task each, the file work in a thread."""
 
@@ -266,12 +285,7 @@ class RedactionRunner:
                 await task
 
     async def _set(self, redaction_id: int, **values: object) -> None:
-        async with self._database.sessions() as db_session:
-            redaction = await db_session.get(Redaction, redaction_id)
-            if redaction is not None:
-                for name, value in values.items():
-                    setattr(redaction, name, value)
-                await db_session.commit()
+        await _update(self._database, redaction_id, **values)
 
     async def _run(
         self, redaction: Redaction, plan: RedactionPlan, actor: audit.Actor, cancelled: threading.Event
@@ -351,3 +365,98 @@ class RedactionRunner:
                 "derived_from": [source.segment.sha256 for source in plan.sources],
             },
         )
+
+
+async def redact_locally(
+    settings: Settings,
+    *,
+    stream_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    out: Path,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[int, Built]:
+    """``zhihui redact``: the same as the API, run here against the configured database and
+    archive, as the local operator; the copy goes into ``out``. Catalogued and audited; a
+    :class:`~dispatch_server.errors.DomainError` after the attempt was audited."""
+    from dispatch_server.archive.local import operator
+
+    actor = operator()
+    requested_by = f"{actor.name} (command line)"
+    database = Database(settings.effective_database_url)
+    await database.start()
+    try:
+
+        async def note(outcome: Outcome, object: str, detail: dict[str, Any]) -> None:
+            await audit.record_committed(
+                database=database,
+                action=AuditAction.ARCHIVE_REDACT,
+                outcome=outcome,
+                actor=actor,
+                object=object,
+                detail=detail,
+            )
+
+        try:
+            async with database.sessions() as db_session:
+                chosen = await plan(
+                    db_session=db_session,
+                    root=settings.recording.root,
+                    stream_id=stream_id,
+                    since=since,
+                    until=until,
+                )
+                row = await create(
+                    db_session=db_session, plan=chosen, requested_by=None, requested_by_name=requested_by
+                )
+                redaction_id, requested_at = row.id, row.requested_at
+                await db_session.commit()
+        except DomainError as error:
+            await note(Outcome.FAILURE, f"stream:{stream_id}", {"error": error.message})
+            raise
+        object = f"redaction:{redaction_id}"
+        target = (out / f"{stream_id}-redacted-{redaction_id}.{chosen.container}").resolve()
+        detail = {
+            "stream_id": stream_id,
+            "out": str(target),
+            "derived_from": [source.segment.sha256 for source in chosen.sources],
+        }
+        await note(Outcome.SUCCESS, object, {**detail, "stage": "requested"})
+        try:
+            built = await asyncio.to_thread(
+                build,
+                chosen,
+                target,
+                redaction_id=redaction_id,
+                requested_by=requested_by,
+                requested_at=requested_at,
+                progress=progress,
+            )
+        except Exception as error:
+            await _update(
+                database,
+                redaction_id,
+                state=RedactionState.FAILED,
+                error=str(error)[:2000],
+                finished_at=utcnow(),
+            )
+            await note(Outcome.FAILURE, object, {**detail, "stage": "build", "error": str(error)[:500]})
+            if isinstance(error, ValueError):
+                raise Conflict(str(error)) from None
+            raise
+        await _update(
+            database,
+            redaction_id,
+            state=RedactionState.DONE,
+            progress=1.0,
+            file=str(built.path),
+            bytes=built.bytes,
+            sha256=built.sha256,
+            frames=built.frames,
+            frames_with_faces=built.frames_with_faces,
+            finished_at=utcnow(),
+        )
+        await note(Outcome.SUCCESS, object, {**detail, "stage": "built", "sha256": built.sha256})
+        return redaction_id, built
+    finally:
+        await database.stop()

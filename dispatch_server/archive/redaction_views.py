@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from dispatch_server.archive import redaction as redactions
+from dispatch_server.archive.models import Redaction, RedactionState
 from dispatch_server.archive.redaction import RedactionRunner
-from dispatch_server.archive.redaction_models import Redaction, RedactionState
 from dispatch_server.archive.remux import MEDIA_TYPES
 from dispatch_server.archive.schemas import TicketOut
 from dispatch_server.archive.views import EXPORT_ROLES, _allow, _archive, _failed, _person
