@@ -1,4 +1,5 @@
-// The field officer's mobile page: stream the camera, receive, acknowledge and report directives done.
+// The field officer's mobile page: stream the camera, receive, acknowledge and report directives
+// done, call SOS.
 
 import { api, connectEvents } from "./api.js";
 import {
@@ -11,6 +12,7 @@ import {
   TargetState,
 } from "./directives.js";
 import { Publisher, StreamState } from "./publisher.js";
+import { SosButton } from "./sos.js";
 import {
   bindSession,
   clearMessage,
@@ -38,6 +40,7 @@ const page = {
   events: null,
   wasConnected: false,
   publisher: null,
+  sos: null, // SosButton
   directives: new Map(), // directive id -> directive
   fresh: new Set(), // ids that arrived while the page was open and are not acknowledged yet
   acking: new Set(), // ids whose POST .../ack is on its way (button disabled)
@@ -293,6 +296,10 @@ function onEvent(message) {
     case "directive_update":
       upsertDirective(message.directive);
       break;
+    case "alert": // my SOS arrived, and then was seen and resolved
+    case "alert_update":
+      page.sos.update(message.alert);
+      break;
     case "error":
       showMessage(`Server: ${message.message}`);
       // The error may be about an ack we sent: let POST settle those now, with its own answer.
@@ -335,6 +342,7 @@ function suspend() {
   page.wasConnected = false;
   clearInterval(page.ticker);
   page.directives.clear();
+  page.sos.clear();
   page.fresh.clear();
   page.acking.clear();
   page.completing.clear();
@@ -350,6 +358,7 @@ function stop() {
 
 function init() {
   page.publisher = new Publisher($("preview"), showStreamState);
+  page.sos = new SosButton({ button: $("sos"), state: $("sos-state") });
   showStreamState(StreamState.IDLE);
   $("start-stream").addEventListener("click", () => {
     clearMessage();
