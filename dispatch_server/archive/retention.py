@@ -94,6 +94,14 @@ def refusal(status: RetentionStatus, now: datetime) -> str | None:
     return None
 
 
+MIN_REASON = 3
+
+
+def _check_reason(reason: str, what: str) -> None:
+    if len(reason.strip()) < MIN_REASON:
+        raise Invalid(f"{what} needs a reason ({MIN_REASON} characters at least)")
+
+
 def _hold_object(hold: RecordingHold) -> str:
     return f"incident {hold.incident_id}" if hold.incident_id is not None else f"stream {hold.stream_id}"
 
@@ -145,8 +153,7 @@ async def place_hold(
     """Hold a stream's recording, or every recording of an incident (those to come too)."""
     if (stream_id is None) == (incident_id is None):
         raise Invalid("name a stream or an incident to hold, not both")
-    if not reason.strip():
-        raise Invalid("a hold needs a reason")
+    _check_reason(reason, "a hold")
     if stream_id is not None and await db_session.get(Stream, stream_id) is None:
         raise NotFound(f"there is no stream {stream_id!r}")
     if incident_id is not None and await db_session.get(Incident, incident_id) is None:
@@ -170,8 +177,7 @@ async def lift_hold(
     hold = await db_session.get(RecordingHold, hold_id)
     if hold is None:
         raise NotFound(f"there is no hold {hold_id}")
-    if not reason.strip():
-        raise Invalid("lifting a hold needs a reason")
+    _check_reason(reason, "lifting a hold")
     if hold.lifted_at is not None:
         assert hold.lifted_by is not None
         raise Conflict(
@@ -231,8 +237,7 @@ async def delete_recording(
     catalog, the line is appended to the manifest and the files removed, the deletion is marked
     finished (flushed: the caller commits it with its audit event). A deletion interrupted after
     the first step is finished by asking again."""
-    if not reason.strip():
-        raise Invalid("a deletion needs a reason")
+    _check_reason(reason, "a deletion")
     status = await retention_of(db_session=db_session, stream_id=stream_id, retention_days=retention_days)
     deletion = await db_session.scalar(
         select(RecordingDeletion).where(

@@ -210,12 +210,12 @@ async def get_retention(
 )
 async def delete_recording(
     stream_id: str,
-    body: DeleteIn,
     request: Request,
     context: Ctx,
     db_session: DbSession,
     user: CurrentUser,
     now: Now,
+    body: DeleteIn | None = None,
 ) -> DeletionOut:
     """Refused with 409 and the reason while the recording is live, under an evidence hold, inside
     its retention or not intact. An allowed deletion tombstones the segments in the stream's
@@ -223,6 +223,7 @@ async def delete_recording(
     object = f"stream:{stream_id}"
     actor = await _allow(context, request, user, DELETE_ROLES, AuditAction.ARCHIVE_DELETE, object)
     days = context.settings.recording.retention_days
+    body = body or DeleteIn()
     try:
         deletion = await retention.delete_recording(
             db_session=db_session,

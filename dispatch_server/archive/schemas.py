@@ -100,13 +100,15 @@ class HoldIn(BaseModel):
 
     stream_id: str | None = Field(None, max_length=96, description="Hold this stream's recording, or")
     incident_id: int | None = Field(None, description="every recording of this incident (name one).")
-    reason: str = Field(min_length=3, max_length=2000, description="Why: the case, the request, the order.")
+    reason: str = Field("", max_length=2000, description="Why (3 characters at least): the case, the order.")
 
 
 class LiftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=2000, description="Why the hold is no longer needed.")
+    reason: str = Field(
+        "", max_length=2000, description="Why the hold is no longer needed (3 characters at least)."
+    )
 
 
 class HoldOut(BaseModel):
@@ -136,7 +138,7 @@ class RetentionOut(BaseModel):
 class DeleteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=3, max_length=2000, description="Why it is deleted now.")
+    reason: str = Field("", max_length=2000, description="Why it is deleted now (3 characters at least).")
 
 
 class DeletionOut(BaseModel):

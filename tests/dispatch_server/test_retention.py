@@ -98,6 +98,8 @@ async def test_deletion_is_refused_inside_retention_then_tombstoned_and_verified
             kept_until = datetime.fromisoformat(retention["kept_until"])
             assert kept_until - datetime.fromisoformat(retention["ended_at"]) == timedelta(days=184)
 
+            unexplained = await admin.http.delete("/api/recordings/li-bodycam-1")
+            assert unexplained.status_code == 422 and "needs a reason" in unexplained.json()["detail"]
             refused = await _delete(admin, "li-bodycam-1")
             assert refused.status_code == 409
             assert "inside its retention" in refused.json()["detail"]
@@ -142,6 +144,7 @@ async def test_deletion_is_refused_inside_retention_then_tombstoned_and_verified
 
             rows = await _audit(admin, action="archive.delete")
             assert [(r["actor_name"], r["outcome"]) for r in reversed(rows)] == [
+                ("root", "failure"),
                 ("root", "denied"),
                 ("chief", "denied"),
                 ("root", "denied"),
@@ -150,7 +153,7 @@ async def test_deletion_is_refused_inside_retention_then_tombstoned_and_verified
             ]
             for row in rows:
                 assert row["object"] == "stream:li-bodycam-1" and row["source"] == "127.0.0.1" and row["role"]
-            assert "inside its retention" in rows[-1]["detail"]["error"]
+            assert "inside its retention" in rows[-2]["detail"]["error"]
             assert rows[1]["detail"]["tombstone"] == deletion["entry_hash"]
             assert (await admin.http.get("/api/audit/verify")).json()["ok"] is True
 
