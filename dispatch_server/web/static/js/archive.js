@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { clearRetention, showRetention } from "./archive_holds.js";
+import { clearRedaction, showRedaction } from "./archive_redaction.js";
 import { bindSession, clearMessage, el, errorText, formatDuration, showMessage, showView } from "./ui.js";
 
 /** Roles that may export (docs/api.md, POST /api/exports). */
@@ -147,6 +148,7 @@ function choose(streamId) {
   $("verify-result").hidden = true;
   resetExport();
   showRetention(recording.stream_id, page.user);
+  showRedaction(recording.stream_id, page.user);
   drawTimeline(recording);
   play(null);
 }
@@ -340,6 +342,7 @@ function stop() {
   page.current = null;
   page.recordings.clear();
   clearRetention();
+  clearRedaction();
   renderList();
   $("player-view").hidden = true;
   $("player-empty").hidden = false;
