@@ -7,6 +7,9 @@ hook for that, so this module:
   encoded frames and retry lost packets), and its decoder queue with a tap, so nothing is decoded;
 - sends NACKs for lost packets on the relay's own retry timer;
 - sends a picture loss indication (RTCP PLI) from a receiver to its publisher;
+- sends a viewer pre-built RTP packets straight through its sender's SRTP session and ICE socket
+  (:class:`SenderOutput`), past aiortc's encode-and-packetize loop, and hands the viewer's NACKs
+  and keyframe requests to the relay;
 - restricts the host addresses an ``RTCPeerConnection`` gathers ICE candidates on, per
   connection (never by patching aioice globally), so that a relay can announce chosen addresses.
 
@@ -17,6 +20,7 @@ the test suite calls it, and so does the relay at start-up.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import queue
 import random
@@ -25,16 +29,30 @@ from typing import Any
 
 import aioice
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.clock import current_ntp_time
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import is_rtcp
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    is_rtcp,
+)
+
+from media_relay.forwarding.rtp_out import RtpParameters
 
 __all__ = [
     "AIOICE_VERSION",
     "AIORTC_VERSION",
     "FrameCallback",
     "IncompatibleAiortc",
+    "SenderOutput",
+    "SilentTrack",
     "check_versions",
     "impair_outgoing_rtp",
     "install_receive_path",
@@ -72,6 +90,8 @@ def check_versions() -> None:
             (RTCRtpReceiver, "_handle_rtp_packet"),
             (RTCRtpReceiver, "_send_rtcp_pli"),
             (RTCRtpReceiver, "_send_rtcp_nack"),
+            (RTCRtpSender, "_handle_rtcp_packet"),
+            (aioice.ice.StunProtocol, "send_data"),
             (aioice.Connection, "get_component_candidates"),
         )
         if not hasattr(owner, name)
@@ -120,9 +140,198 @@ def install_receive_path(receiver: RTCRtpReceiver, *, assembler: Any, nacks: Any
     True when packets were found lost, and ``nacks.missing`` lists them.
     """
     receiver._RTCRtpReceiver__jitter_buffer = assembler  # type: ignore[attr-defined]
+    estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    if estimator is not None:
+        receiver._RTCRtpReceiver__remote_bitrate_estimator = _ThrottledRemb(estimator)  # type: ignore[attr-defined]
     if nacks is not None and receiver._RTCRtpReceiver__nack_generator is not None:  # type: ignore[attr-defined]
         receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
     tap_receiver(receiver, _never_decode)
+
+
+MID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+
+class SilentTrack(MediaStreamTrack):
+    """The track a viewer's transceiver is negotiated with. It yields nothing: its packets go out
+    through :class:`SenderOutput`, so aiortc's send loop waits on it, idle, until it stops."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._ended.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        self._ended.set()
+        super().stop()
+
+
+class SenderOutput:
+    """Sends pre-built RTP packets as ``transceiver``'s sender would, without its send loop.
+
+    Create it once the answer is set (the payload types, header extensions and mid are settled).
+    Packets are SRTP-protected with the sender's session and written to the nominated ICE pair's
+    socket at once; the sender's sender-report counters are kept, so its RTCP loop goes on
+    reporting. The viewer's NACKs go to ``on_nack`` and its PLIs and FIRs to ``on_keyframe_request``
+    (aiortc would otherwise only set a flag for an encoder there is not); receiver reports and
+    REMB still reach the sender.
+    """
+
+    def __init__(
+        self,
+        transceiver: RTCRtpTransceiver,
+        *,
+        on_nack: Callable[[list[int]], None],
+        on_keyframe_request: Callable[[], None],
+    ) -> None:
+        codecs = transceiver._codecs
+        payload_type = codecs[0].payloadType if codecs else None
+        if payload_type is None:
+            raise ValueError("the transceiver has no negotiated codec")
+        rtx = next(
+            (c for c in codecs if c.name.lower() == "rtx" and c.parameters.get("apt") == payload_type), None
+        )
+        sender = transceiver.sender
+        self._sender = sender
+        self._dtls = sender.transport
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self.parameters = RtpParameters(
+            payload_type=payload_type,
+            ssrc=sender._ssrc,
+            rtx_payload_type=rtx.payloadType if rtx is not None else None,
+            rtx_ssrc=sender._rtx_ssrc,
+            extension=_mid_extension(transceiver),
+        )
+        handle = sender._handle_rtcp_packet
+
+        async def handle_rtcp(packet: Any) -> None:
+            if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+                on_nack(list(packet.lost))
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                on_keyframe_request()
+            else:
+                await handle(packet)
+
+        setattr(sender, "_handle_rtcp_packet", handle_rtcp)  # noqa: B010
+
+    def _pair(self) -> Any:
+        if self._dtls._state is not DtlsState.CONNECTED:
+            return None
+        return self._dtls.transport._connection._nominated.get(1)
+
+    def ready(self) -> bool:
+        return self._pair() is not None
+
+    def backlog(self) -> int:
+        pair = self._pair()
+        transport = getattr(pair.protocol, "transport", None) if pair is not None else None
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def send(self, packets: list[bytes]) -> None:
+        pair = self._pair()
+        if pair is None:
+            return
+        protect = self._dtls._tx_srtp.protect
+        protocol = pair.protocol
+        address = pair.remote_addr
+        if type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None:
+            sendto = protocol.transport.sendto
+            for data in packets:
+                sendto(protect(data), address)
+        else:  # a TURN allocation: its own (ordered) coroutine per packet
+            for data in packets:
+                task = asyncio.ensure_future(protocol.send_data(protect(data), address))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    def sent(self, *, packets: int, octets: int, rtp_timestamp: int) -> None:
+        sender = self._sender
+        sender._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+
+
+def _mid_extension(transceiver: RTCRtpTransceiver) -> bytes:
+    """The RFC 8285 one-byte header extension block carrying the mid, if it was negotiated."""
+    mid = (transceiver.mid or "").encode()
+    ext_id = next((e.id for e in transceiver._headerExtensions if e.uri == MID_EXTENSION), None)
+    if ext_id is None or not mid or len(mid) > 16 or not 1 <= ext_id <= 14:
+        return b""
+    element = bytes([ext_id << 4 | (len(mid) - 1)]) + mid
+    element += b"\x00" * (-len(element) % 4)
+    return b"\xbe\xde" + (len(element) // 4).to_bytes(2) + element
+
+
+class _ThrottledRemb:
+    """aiortc's receive-side bandwidth estimator, answering with a REMB at most every
+    :attr:`INTERVAL_MS` (as libwebrtc does) instead of on every packet while it sees overuse.
+
+    Unthrottled, a relay that falls behind sees its own queueing as overuse and then spends a
+    tenth of its time sending REMBs, which puts it further behind.
+    """
+
+    INTERVAL_MS = 200
+
+    def __init__(self, estimator: Any) -> None:
+        self._estimator = estimator
+        self._last_sent_ms: int | None = None
+        estimator.incoming_bitrate = _RateCounter(1000, 8000)
+
+    def add(self, *, arrival_time_ms: int, **kwargs: Any) -> Any:
+        remb = self._estimator.add(arrival_time_ms=arrival_time_ms, **kwargs)
+        if remb is None:
+            return None
+        if self._last_sent_ms is not None and arrival_time_ms - self._last_sent_ms < self.INTERVAL_MS:
+            return None
+        self._last_sent_ms = arrival_time_ms
+        return remb
+
+
+class _RateCounter:
+    """aiortc's ``RateCounter`` (bytes over a sliding window of ``window_size`` ms, scaled), with
+    the same results at a constant cost per packet: aiortc's keeps one bucket per millisecond and
+    visits every elapsed millisecond on each packet, and remakes all 1000 buckets on a reset."""
+
+    def __init__(self, window_size: int, scale: int = 8000) -> None:
+        self._window_size = window_size
+        self._scale = scale
+        self._samples: collections.deque[tuple[int, int]] = collections.deque()
+        self._origin_ms: int | None = None
+        self._total = 0
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        self._samples.append((now_ms, value))
+        self._total += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is not None:
+            self._erase_old(now_ms)
+            active_window_size = now_ms - self._origin_ms + 1
+            if self._samples and active_window_size > 1:
+                return round(self._scale * self._total / active_window_size)
+        return None
+
+    def reset(self) -> None:
+        self._samples.clear()
+        self._origin_ms = None
+        self._total = 0
+
+    def _erase_old(self, now_ms: int) -> None:
+        assert self._origin_ms is not None
+        new_origin_ms = now_ms - self._window_size + 1
+        if self._origin_ms < new_origin_ms:
+            self._origin_ms = new_origin_ms
+        samples = self._samples
+        while samples and samples[0][0] < self._origin_ms:
+            self._total -= samples.popleft()[1]
 
 
 def _never_decode(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:

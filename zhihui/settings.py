@@ -114,10 +114,20 @@ class RelaySettings(_Section):
         description="Local addresses to offer host candidates on. Empty: every interface but loopback.",
     )
     viewer_queue_frames: int = Field(
-        90, ge=8, le=1000, description="Frames buffered per viewer track before it drops to a keyframe."
+        90,
+        ge=8,
+        le=1000,
+        description="Frames kept for a viewer while its connection comes up; then it waits for a keyframe.",
     )
     keyframe_request_interval_ms: int = Field(
         500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
+    )
+    health_checks_per_second: float = Field(
+        4.0,
+        gt=0,
+        le=100,
+        description="Pictures decoded per second, all streams together, to check video health (R8). "
+        "Each stream is checked at most every 2 s; with many streams, each less often.",
     )
     max_sdp_bytes: int = Field(64 * 1024, description="Largest SDP body accepted by WHIP/WHEP.")
     reconnect_grace_seconds: float = Field(

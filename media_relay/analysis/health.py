@@ -1,8 +1,11 @@
 """Video health (R8): is the bodycam's picture frozen, black or covered?
 
 Decoding every frame would cost what forwarding saves, so the monitor decodes keyframes only
-(they need no earlier frame), at most one per ``interval``, off the event loop, and asks the
-publisher for one when none came for a while. The rules are plain functions of the pictures.
+(they need no earlier frame), off the event loop, and asks the publisher for one when none came
+for a while. One stream is checked at most once per ``interval``, and all streams together at
+most :class:`CheckBudget` times a second, so the relay's cost for health stays flat however many
+streams there are: with more streams, each is checked less often. The rules are plain functions of
+the pictures.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import numpy as np
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 
-__all__ = ["HealthFlag", "HealthRules", "PictureFacts", "VideoHealthMonitor", "picture_facts"]
+__all__ = ["CheckBudget", "HealthFlag", "HealthRules", "PictureFacts", "VideoHealthMonitor", "picture_facts"]
 
 logger = logging.getLogger(__name__)
 
 THUMB = (64, 36)
+SMALL = (160, 90)
+"""The size the picture's brightness and spread are measured at: plenty for a lens cap or a hand."""
 
 
 class HealthFlag(enum.StrEnum):
@@ -49,8 +54,23 @@ class PictureFacts:
 
 
 def picture_facts(gray: np.ndarray) -> PictureFacts:
-    thumb = cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
-    return PictureFacts(mean=float(gray.mean()), spread=float(gray.std()), thumb=thumb)
+    small = cv2.resize(gray, SMALL, interpolation=cv2.INTER_AREA)
+    mean, spread = cv2.meanStdDev(small)
+    thumb = cv2.resize(small, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return PictureFacts(mean=float(mean[0, 0]), spread=float(spread[0, 0]), thumb=thumb)
+
+
+class CheckBudget:
+    """Pictures all streams together may decode per second, shared out evenly: with ``n`` streams
+    each is checked at most every ``n / per_second`` seconds (and never more often than its own
+    interval)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.per_second = per_second
+        self.monitors = 0
+
+    def interval(self, own: float) -> float:
+        return max(own, self.monitors / self.per_second)
 
 
 @dataclass
@@ -85,10 +105,12 @@ class VideoHealthMonitor:
         request_keyframe: Callable[[], None],
         interval: float = 2.0,
         keyframe_every: float = 3.0,
+        budget: CheckBudget | None = None,
         rules: HealthRules | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rules = rules or HealthRules()
+        self._budget = budget or CheckBudget(per_second=1 / interval)
         self.flags: frozenset[HealthFlag] = frozenset()
         self.pictures_checked = 0
         self._on_change = on_change
@@ -108,9 +130,12 @@ class VideoHealthMonitor:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
+        self._budget.monitors += 1
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:
+        if self._task is not None:
+            self._budget.monitors -= 1
         tasks = [task for task in (self._task, *self._tasks) if task is not None]
         for task in tasks:
             task.cancel()
@@ -124,7 +149,7 @@ class VideoHealthMonitor:
         if not frame.keyframe:
             return
         self._last_keyframe = now
-        if self._busy or now - self._last_checked < self._interval:
+        if self._busy or now - self._last_checked < self._budget.interval(self._interval):
             return
         self._busy = True
         self._last_checked = now
@@ -158,7 +183,12 @@ class VideoHealthMonitor:
         except av.FFmpegError:
             return None
         for picture in pictures:
-            return picture.to_ndarray(format="gray")  # type: ignore[union-attr]
+            assert isinstance(picture, av.VideoFrame)
+            if picture.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuv444p", "nv12"):
+                luma = picture.planes[0]  # already the grey picture: no conversion
+                rows = np.frombuffer(memoryview(luma), np.uint8).reshape(luma.height, luma.line_size)
+                return rows[:, : luma.width]
+            return picture.to_ndarray(format="gray")
         return None
 
     async def _watch(self) -> None:
@@ -171,7 +201,8 @@ class VideoHealthMonitor:
                 await self._set(
                     (set(self.flags) - {HealthFlag.NO_VIDEO}) | ({HealthFlag.NO_VIDEO} if stalled else set())
                 )
-            if not stalled and now - self._last_keyframe >= self._keyframe_every:
+            keyframe_every = max(self._keyframe_every, self._budget.interval(self._interval))
+            if not stalled and now - self._last_keyframe >= keyframe_every:
                 self._last_keyframe = now  # one request per period, answered or not
                 self._request_keyframe()
 

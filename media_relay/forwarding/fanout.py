@@ -1,84 +1,31 @@
-"""One publisher track to many viewer tracks, each behind a bounded buffer."""
+"""One publisher track to many viewer tracks and to the recorder."""
 
 from __future__ import annotations
 
-import asyncio
-import fractions
+import dataclasses
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-
-import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from typing import Protocol
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 
-__all__ = ["ForwardTrack", "TrackFanout"]
+__all__ = ["RateWindow", "TrackFanout", "ViewerTrack"]
 
 logger = logging.getLogger(__name__)
 
 
-class ForwardTrack(MediaStreamTrack):
-    """A viewer's outgoing track: encoded frames in, ``av.Packet`` out, nothing decoded.
-
-    aiortc's sender packetizes an ``av.Packet`` without encoding it. The buffer is bounded: a
-    viewer that falls ``capacity`` frames behind loses its backlog, waits for the next keyframe
-    and asks for one, so it never slows the publisher, the recording or the other viewers.
-    """
-
-    def __init__(self, kind: MediaKind, capacity: int, on_keyframe_needed: Callable[[], None]) -> None:
-        super().__init__()
-        self.kind = kind.value
-        self._media_kind = kind
-        self._queue: asyncio.Queue[EncodedFrame | None] = asyncio.Queue(maxsize=capacity)
-        self._on_keyframe_needed = on_keyframe_needed
-        self._waiting_for_keyframe = kind is MediaKind.VIDEO
-        self.frames_sent = 0
-        self.frames_dropped = 0
-        self.overflows = 0
+class ViewerTrack(Protocol):
+    """A viewer's outgoing track as the fanout sees it (``rtp_out.RtpForwarder``)."""
 
     def offer(self, frame: EncodedFrame) -> None:
-        """Queue a frame for this viewer, or drop it; never blocks."""
-        if self.readyState != "live":
-            return
-        if self._waiting_for_keyframe:
-            if not frame.keyframe:
-                self.frames_dropped += 1
-                return
-            self._waiting_for_keyframe = False
-        if self._queue.full():
-            self.overflows += 1
-            self.frames_dropped += self._queue.qsize()
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            if self._media_kind is MediaKind.VIDEO and not frame.keyframe:
-                self._waiting_for_keyframe = True
-                self.frames_dropped += 1
-                self._on_keyframe_needed()
-                return
-        self._queue.put_nowait(frame)
+        """Take a frame for the viewer; never blocks."""
+        ...
 
     def end(self) -> None:
-        """The source is gone: let ``recv`` finish once the buffer is drained."""
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = await self._queue.get()
-        if frame is None:
-            self.stop()
-            raise MediaStreamError
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        packet.dts = frame.timestamp
-        packet.time_base = fractions.Fraction(1, frame.clock_rate)
-        packet.is_keyframe = frame.keyframe
-        self.frames_sent += 1
-        return packet
+        """The source is gone."""
+        ...
 
 
 class RateWindow:
@@ -118,7 +65,7 @@ class TrackFanout:
         self.frames = 0
         self.bytes = 0
         self.rate = RateWindow()
-        self._tracks: set[ForwardTrack] = set()
+        self._tracks: set[ViewerTrack] = set()
         self._sinks: list[Callable[[EncodedFrame], None]] = []
         self._last_timestamp: int | None = None
         self._offset = 0
@@ -131,10 +78,10 @@ class TrackFanout:
     def add_sink(self, sink: Callable[[EncodedFrame], None]) -> None:
         self._sinks.append(sink)
 
-    def attach(self, track: ForwardTrack) -> None:
+    def attach(self, track: ViewerTrack) -> None:
         self._tracks.add(track)
 
-    def detach(self, track: ForwardTrack) -> None:
+    def detach(self, track: ViewerTrack) -> None:
         self._tracks.discard(track)
 
     def source_restarted(self) -> None:
@@ -147,15 +94,7 @@ class TrackFanout:
             self._offset = self._last_timestamp + step - frame.timestamp
         self._rebase = False
         if self._offset:
-            frame = EncodedFrame(
-                kind=frame.kind,
-                codec=frame.codec,
-                data=frame.data,
-                timestamp=frame.timestamp + self._offset,
-                clock_rate=frame.clock_rate,
-                keyframe=frame.keyframe,
-                received_at=frame.received_at,
-            )
+            frame = dataclasses.replace(frame, timestamp=frame.timestamp + self._offset)
         self._last_timestamp = frame.timestamp
         self.codec = frame.codec
         self.frames += 1

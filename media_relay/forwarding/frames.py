@@ -31,6 +31,9 @@ class EncodedFrame:
     """True when a decoder can start at this frame (always True for audio)."""
     received_at: float
     """``time.monotonic()`` when the relay completed the frame."""
+    payloads: tuple[bytes, ...] = ()
+    """The RTP payloads it came in, in order, as viewers are sent them; empty for a frame that
+    did not come over RTP (and so cannot be forwarded, only recorded)."""
 
 
 def is_keyframe(codec: str, data: bytes) -> bool:

@@ -322,6 +322,7 @@ class FrameAssembler:
                 clock_rate=codec.clock_rate,
                 keyframe=keyframe,
                 received_at=self._clock(),
+                payloads=tuple(p.payload for p in packets),
             )
         )
 

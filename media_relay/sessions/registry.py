@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from media_relay.analysis.health import HealthFlag, VideoHealthMonitor
+from media_relay.analysis.health import CheckBudget, HealthFlag, VideoHealthMonitor
 from media_relay.events import AnyRelayEvent, EventSink, StorageAlert, StreamDown, StreamHealth, StreamUp
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.catalog import catalog_event
@@ -52,6 +52,7 @@ class StreamRegistry:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox = EventOutbox(events)
         self._storage: StorageWatch | None = None
+        self._health_budget = CheckBudget(relay.health_checks_per_second)
 
     @property
     def recordings_root(self) -> Path:
@@ -105,6 +106,7 @@ class StreamRegistry:
                         VideoHealthMonitor(
                             on_change=self._health_reporter(stream),
                             request_keyframe=stream.keyframes.request,
+                            budget=self._health_budget,
                         )
                     )
                 started = True

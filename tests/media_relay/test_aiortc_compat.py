@@ -22,7 +22,14 @@ def test_a_different_aiortc_version_is_refused(monkeypatch: pytest.MonkeyPatch) 
 async def test_receiver_still_has_the_decoder_queue_the_tap_replaces() -> None:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver("video", direction="recvonly")
-    for name in ("decoder_queue", "active_ssrc", "rtx_ssrc", "jitter_buffer", "nack_generator"):
+    for name in (
+        "decoder_queue",
+        "active_ssrc",
+        "rtx_ssrc",
+        "jitter_buffer",
+        "nack_generator",
+        "remote_bitrate_estimator",
+    ):
         assert hasattr(transceiver.receiver, f"_RTCRtpReceiver__{name}"), name
     connection = transceiver.receiver.transport.transport.iceGatherer._connection
     for name in ("_local_candidates_start", "_local_candidates_end", "_components", "_protocols"):
@@ -49,3 +56,55 @@ async def test_host_addresses_are_restricted_per_connection_only() -> None:
     assert not any(" 127.0.0.1 " in line for line in default.localDescription.sdp.splitlines())
     await restricted.close()
     await default.close()
+
+
+def test_the_relays_rate_counter_gives_aiortcs_results() -> None:
+    """The constant-cost stand-in for the bandwidth estimator's counter (R1: REMB to publishers)."""
+    from aiortc.rate import RateCounter
+
+    ours, theirs = aiortc_compat._RateCounter(1000, 8000), RateCounter(1000, 8000)
+    now = 10_000
+    for step, size in enumerate([1200, 900, 0, 1400] * 300):
+        now += (step * 7) % 23  # bursts and pauses, some longer than the window
+        if step % 250 == 249:
+            now += 1500
+        for counter in (ours, theirs):
+            counter.add(size, now)
+        assert ours.rate(now) == theirs.rate(now), step
+        assert ours.rate(now + 400) == theirs.rate(now + 400), step
+    ours.reset()
+    theirs.reset()
+    assert ours.rate(now) is None and theirs.rate(now) is None
+
+
+def test_remb_is_sent_at_most_every_200_ms() -> None:
+    class Overusing:
+        incoming_bitrate = None
+
+        def add(self, **kwargs: object) -> tuple[int, list[int]]:
+            return 1_000_000, [1]
+
+    throttled = aiortc_compat._ThrottledRemb(Overusing())
+    sent = [t for t in range(0, 1000, 5) if throttled.add(arrival_time_ms=t, abs_send_time=0) is not None]
+    assert sent == [0, 200, 400, 600, 800]
+
+
+async def test_sender_still_has_what_the_packet_output_writes_to() -> None:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver(aiortc_compat.SilentTrack("video"), direction="sendonly")
+    sender = transceiver.sender
+    for name in ("ntp_timestamp", "rtp_timestamp", "octet_count", "packet_count"):
+        assert isinstance(getattr(sender, f"_RTCRtpSender__{name}"), int), name
+    assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
+    assert hasattr(sender.transport, "_tx_srtp") and hasattr(sender.transport, "_state")
+    assert isinstance(sender.transport.transport._connection._nominated, dict)
+    await pc.setLocalDescription(await pc.createOffer())
+    assert transceiver._codecs and isinstance(transceiver._headerExtensions, list)
+    mid_id = next(e.id for e in transceiver._headerExtensions if e.uri == aiortc_compat.MID_EXTENSION)
+    # RFC 8285: 0xBEDE, one word of elements: (id, length - 1), the mid "0", padding.
+    assert aiortc_compat._mid_extension(transceiver) == bytes([0xBE, 0xDE, 0, 1, mid_id << 4, 0x30, 0, 0])
+    with pytest.raises(ValueError):  # a transceiver that has no codec settled cannot send
+        aiortc_compat.SenderOutput(
+            pc.addTransceiver("audio"), on_nack=lambda seqs: None, on_keyframe_request=lambda: None
+        )
+    await pc.close()
