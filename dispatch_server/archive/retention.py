@@ -290,7 +290,13 @@ async def _begin(
             "Nothing was deleted; see `zhihui verify`."
         )
     tombstone = await asyncio.to_thread(
-        prepare_tombstone, directory, deleted_by=deleted_by, reason=reason, basis=RETENTION_BASIS, at=now
+        prepare_tombstone,
+        directory,
+        deleted_by=deleted_by,
+        reason=reason,
+        basis=RETENTION_BASIS,
+        at=now,
+        facts={"retention_days": status.retention_days, "kept_until": status.kept_until.isoformat()},
     )
     if tombstone is None:
         raise Conflict(f"the manifest of stream {stream_id} lists no segment left to delete")

@@ -17,13 +17,14 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch_server.archive.models import DeletedSegment, RecordingGap, RecordingSegment
+from dispatch_server.archive.models import DeletedSegment, RecordingDeletion, RecordingGap, RecordingSegment
 from dispatch_server.errors import NotFound
 from dispatch_server.incidents.models import TimelineEntry
 from dispatch_server.streams.models import Stream
 from media_relay.events import RecordingGap as GapEvent
 from media_relay.events import SegmentSealed
 from media_relay.recording.catalog import manifest_events
+from media_relay.recording.deletion import tombstones
 from media_relay.recording.verify import find_streams
 
 __all__ = [
@@ -137,7 +138,54 @@ async def reconcile(*, db_session: AsyncSession, root: Path) -> int:
                 db_session.add(_gap_row(event))
                 gaps.add(event.entry_hash)
                 added += 1
+        await db_session.flush()
+        added += await _reconcile_deletions(db_session, stream_id, directory)
     await db_session.commit()
+    return added
+
+
+async def _reconcile_deletions(db_session: AsyncSession, stream_id: str, directory: Path) -> int:
+    """Catalogue the tombstones (lawful deletions) of a stream's manifest the catalog lacks, as a
+    catalog rebuilt from the manifests must: else their segments would look missing. (A tombstone
+    forged before such a rebuild is taken as it reads: the audit log is then the witness.)"""
+    known = set(
+        (
+            await db_session.scalars(
+                select(RecordingDeletion.entry_hash).where(RecordingDeletion.stream_id == stream_id)
+            )
+        ).all()
+    )
+    added = 0
+    for entry, entry_hash, line in tombstones(directory):
+        if entry_hash in known:
+            continue
+        deleted_at = datetime.fromisoformat(str(entry["deleted_at"]))
+        sequences = [s["sequence"] for s in entry.get("segments") or [] if isinstance(s, dict)]
+        kept_until = entry.get("kept_until")
+        deletion = RecordingDeletion(
+            stream_id=stream_id,
+            deleted_at=deleted_at,
+            deleted_by=str(entry.get("deleted_by", ""))[:96],
+            reason=str(entry.get("reason", "")),
+            retention_days=int(entry.get("retention_days") or 0),
+            kept_until=datetime.fromisoformat(kept_until) if isinstance(kept_until, str) else deleted_at,
+            segments=len(sequences),
+            bytes=sum(int(s.get("bytes") or 0) for s in entry.get("segments") or [] if isinstance(s, dict)),
+            entry_hash=entry_hash,
+            line=line,
+            finished_at=deleted_at,
+        )
+        db_session.add(deletion)
+        await db_session.flush()
+        segment_ids = await db_session.scalars(
+            select(RecordingSegment.id).where(
+                RecordingSegment.stream_id == stream_id, RecordingSegment.sequence.in_(sequences)
+            )
+        )
+        for segment_id in segment_ids.all():
+            if await db_session.get(DeletedSegment, segment_id) is None:
+                db_session.add(DeletedSegment(segment_id=segment_id, deletion_id=deletion.id))
+        added += 1
     return added
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "apply_tombstone",
     "deleted_files",
     "prepare_tombstone",
+    "tombstones",
 ]
 
 DELETION = "deletion"
@@ -91,10 +92,31 @@ def deleted_files(entries: list[dict[str, Any]]) -> set[str]:
     return names
 
 
+def tombstones(directory: Path) -> list[tuple[dict[str, Any], str, str]]:
+    """Every tombstone in the stream's manifest: its entry, its line's hash and the line itself.
+    Lines that are not JSON or lack a deletion time are left out (``verify`` reports those)."""
+    path = directory / MANIFEST_NAME
+    if not path.exists():
+        return []
+    found = []
+    for raw in path.read_bytes().splitlines():
+        entries = _entries([raw])
+        if entries and entries[0].get("type") == DELETION and isinstance(entries[0].get("deleted_at"), str):
+            found.append((entries[0], line_hash(raw), raw.decode(errors="replace")))
+    return found
+
+
 def prepare_tombstone(
-    directory: Path, *, deleted_by: str, reason: str, basis: str, at: datetime
+    directory: Path,
+    *,
+    deleted_by: str,
+    reason: str,
+    basis: str,
+    at: datetime,
+    facts: dict[str, Any] | None = None,
 ) -> Tombstone | None:
-    """The line that deletes every segment of the stream's manifest not deleted yet; None if none."""
+    """The line that deletes every segment of the stream's manifest not deleted yet; None if none.
+    ``facts`` go into it too (what the basis rested on, e.g. the retention and when it ran out)."""
     manifest = Manifest(directory / MANIFEST_NAME)
     entries = manifest.entries()
     already = deleted_files(entries)
@@ -108,6 +130,7 @@ def prepare_tombstone(
         "deleted_by": deleted_by,
         "reason": reason,
         "basis": basis,
+        **(facts or {}),
         "segments": [{key: s[key] for key in _SEGMENT_KEYS if key in s} for s in segments],
         "prev": manifest.head,
     }

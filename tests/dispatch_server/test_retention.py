@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete
 
 from dispatch_server.archive import service as catalog
+from dispatch_server.archive.models import DeletedSegment, RecordingDeletion
 from dispatch_server.incidents import service as incidents
 from dispatch_server.people.models import Person, Role
 from dispatch_server.scheduling.clock import ManualClock
@@ -156,6 +158,17 @@ async def test_deletion_is_refused_inside_retention_then_tombstoned_and_verified
             assert "inside its retention" in rows[-2]["detail"]["error"]
             assert rows[1]["detail"]["tombstone"] == deletion["entry_hash"]
             assert (await admin.http.get("/api/audit/verify")).json()["ok"] is True
+
+            # A catalog rebuilt from the manifests knows the deletion from its tombstone.
+            async with zhihui.context.db.sessions() as db_session:
+                await db_session.execute(delete(DeletedSegment))
+                await db_session.execute(delete(RecordingDeletion))
+                await db_session.commit()
+                assert await catalog.reconcile(db_session=db_session, root=folder.parents[3]) == 1
+            rebuilt = (await commander.http.post("/api/recordings/li-bodycam-1/verify")).json()
+            assert rebuilt["ok"] is True and rebuilt["deleted"] == 2, rebuilt["problems"]
+            retention = (await admin.http.get("/api/recordings/li-bodycam-1/retention")).json()
+            assert retention["deleted_at"] is not None and retention["retention_days"] == MIN_RETENTION_DAYS
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
