@@ -3,10 +3,10 @@ raises an SOS (also over the websocket, see :mod:`dispatch_server.realtime.views
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import AwareDatetime
 
 from dispatch_server.alerts import service, sos
 from dispatch_server.alerts.models import AlertKind
@@ -34,7 +34,9 @@ async def list_alerts(
     incident_id: int | None = None,
     field_operation_id: int | None = None,
     person_id: Annotated[int | None, Query(description="Only alerts about this person.")] = None,
-    since: Annotated[datetime | None, Query(description="Only alerts raised at or after this.")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Only alerts raised at or after this (a time with its zone).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> AlertPage:

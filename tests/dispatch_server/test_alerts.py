@@ -150,6 +150,8 @@ async def test_an_sos_reaches_the_command_room_at_once_and_is_acknowledged_and_r
     assert far.status_code == 422 and "latitude" in far.json()["detail"]
     assert commander.http.post("/api/alerts/sos", json={}).status_code == 403
     assert commander.http.get("/api/alerts", params={"state": "closed"}).status_code == 422
+    naive = commander.http.get("/api/alerts", params={"since": "2026-03-02T09:00:00"})
+    assert naive.status_code == 422 and "since" in naive.json()["detail"]
     wall = await Socket.open(deployment.base_url, commander.token)
     try:
         await wall.ws.send(json.dumps({"type": "sos"}))
