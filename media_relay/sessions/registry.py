@@ -48,6 +48,10 @@ class StreamRegistry:
         self._recorded_here: set[str] = set()  # streams this relay process has recorded
         self._lock = asyncio.Lock()
         self._grace: dict[str, asyncio.Task[None]] = {}
+        self.dropped: dict[str, PublisherSession] = {}
+        """Publisher sessions whose connection closed while their stream waits for them: a DELETE
+        may still come (clients that close the connection first, then DELETE, as whip-whep-js
+        does), and ends the stream at once."""
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox = EventOutbox(events)
@@ -151,6 +155,7 @@ class StreamRegistry:
         stream.state = StreamState.RECONNECTING
         if stream.recorder is not None:
             stream.recorder.pause()
+        self.dropped[session.id] = session
         self._grace[stream.stream_id] = asyncio.get_running_loop().create_task(self._grace_expires(stream))
 
     async def _grace_expires(self, stream: LiveStream) -> None:
@@ -163,6 +168,9 @@ class StreamRegistry:
         task = self._grace.pop(stream_id, None)
         if task is not None:
             task.cancel()
+        for session_id, session in list(self.dropped.items()):
+            if session.grant.stream == stream_id:
+                del self.dropped[session_id]
 
     async def _end_stream(self, stream: LiveStream, *, reason: str) -> None:
         self._cancel_grace(stream.stream_id)
@@ -217,6 +225,11 @@ class StreamRegistry:
         if publisher is not None:
             publisher.ended_by_client = True  # a deliberate end: no grace period
             await publisher.close()
+            return
+        dropped = self.dropped.pop(session_id, None)
+        if dropped is not None:
+            if dropped.stream is not None and dropped.stream.publisher is None:
+                await self._end_stream(dropped.stream, reason="publisher left")
             return
         viewer = self.viewers.get(session_id)
         if viewer is None:

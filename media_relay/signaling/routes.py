@@ -201,7 +201,7 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, settings: Re
         """The session, if this grant opened it; else the right HTTP error."""
         session: PublisherSession | ViewerSession | None
         if publish:
-            session = registry.publishers.get(session_id)
+            session = registry.publishers.get(session_id) or registry.dropped.get(session_id)
             # The grant for this very stream: another stream's grant, even the same officer's, is not.
             owner = session is not None and verifier.publish(token).stream == session.grant.stream
         else:

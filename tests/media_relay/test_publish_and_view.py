@@ -154,6 +154,24 @@ async def test_a_dropped_publisher_that_comes_back_continues_the_same_stream_for
     assert entries[1]["reason"] == "publisher reconnected"
 
 
+async def test_a_delete_after_the_connection_closed_ends_the_stream_at_once(zhihui: ZhihuiProcess) -> None:
+    """R1: some WHIP clients (whip-whep-js among them) close the connection, then send DELETE. The
+    stream must end then, not wait out the reconnect grace as if the network had dropped."""
+    async with publishing(zhihui, "officer2", device="bodycam-delete") as live:
+        await _wait_for(lambda: live.publisher.pc.connectionState == "connected")
+        await live.publisher.pc.close()
+        await _wait_for(lambda: _relay_state(zhihui, live.stream_id) == "reconnecting")
+        session_url = live.publisher.session_url
+        assert session_url is not None
+        forged = httpx.delete(session_url, headers={"Authorization": "Bearer nonsense"})
+        assert forged.status_code == 401, forged.text
+        owner = {"Authorization": f"Bearer {live.grant.grant}"}
+        deleted = httpx.delete(session_url, headers=owner)
+        assert deleted.status_code == 200, deleted.text
+        assert _relay_state(zhihui, live.stream_id) is None
+        assert httpx.delete(session_url, headers=owner).status_code == 404
+
+
 def _relay_state(zhihui: ZhihuiProcess, stream_id: str) -> str | None:
     streams = httpx.get(zhihui.base_url + "/relay/streams").json()
     return next((s["state"] for s in streams if s["stream_id"] == stream_id), None)
