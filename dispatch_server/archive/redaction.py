@@ -263,12 +263,21 @@ class RedactionRunner:
         """The copy on disk (made here, or by the command line), once done."""
         return self.folder / redaction.file if redaction.file else None
 
-    def submit(self, redaction: Redaction, *, plan: RedactionPlan, actor: audit.Actor) -> None:
+    def submit(
+        self,
+        redaction_id: int,
+        *,
+        plan: RedactionPlan,
+        actor: audit.Actor,
+        requested_by: str,
+        requested_at: datetime,
+    ) -> None:
         cancelled = threading.Event()
-        self._cancel[redaction.id] = cancelled
-        task = asyncio.get_running_loop().create_task(self._run(redaction, plan, actor, cancelled))
-        self._tasks[redaction.id] = task
-        task.add_done_callback(lambda _task: self._forget(redaction.id))
+        self._cancel[redaction_id] = cancelled
+        job = self._run(redaction_id, plan, actor, requested_by, requested_at, cancelled)
+        task = asyncio.get_running_loop().create_task(job)
+        self._tasks[redaction_id] = task
+        task.add_done_callback(lambda _task: self._forget(redaction_id))
 
     def _forget(self, redaction_id: int) -> None:
         self._tasks.pop(redaction_id, None)
@@ -288,9 +297,14 @@ class RedactionRunner:
         await _update(self._database, redaction_id, **values)
 
     async def _run(
-        self, redaction: Redaction, plan: RedactionPlan, actor: audit.Actor, cancelled: threading.Event
+        self,
+        redaction_id: int,
+        plan: RedactionPlan,
+        actor: audit.Actor,
+        requested_by: str,
+        requested_at: datetime,
+        cancelled: threading.Event,
     ) -> None:
-        redaction_id = redaction.id
         progress = [0.0]
         target = self.folder / f"redaction-{redaction_id}.{plan.container}"
         await self._set(redaction_id, state=RedactionState.RUNNING)
@@ -300,8 +314,8 @@ class RedactionRunner:
                 plan,
                 target,
                 redaction_id=redaction_id,
-                requested_by=redaction.requested_by_name,
-                requested_at=redaction.requested_at,
+                requested_by=requested_by,
+                requested_at=requested_at,
                 progress=lambda value: progress.__setitem__(0, value),
                 cancelled=cancelled,
             )

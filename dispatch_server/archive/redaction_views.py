@@ -141,7 +141,13 @@ async def create_redaction(
         },
     )
     await db_session.commit()
-    _runner(request).submit(redaction, plan=plan, actor=actor)
+    _runner(request).submit(
+        redaction.id,
+        plan=plan,
+        actor=actor,
+        requested_by=redaction.requested_by_name,
+        requested_at=redaction.requested_at,
+    )
     return _out(redaction)
 
 

@@ -7,7 +7,9 @@ OpenCV's wheel, a photographed face (see ``tests/faces_support.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +17,11 @@ import av
 import pytest
 
 from dispatch_server.archive.faces import FaceDetector, SourceSegment, redact_segments
+from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.manifest import sha256_file
+from media_relay.recording.recorder import StreamRecorder
 from tests.faces_support import AWAY, FPS, decoded, face_box, picture, sharpness, vp8_face_frames
-from tests.media_relay.recordings import interleaved, opus_frames, record
+from tests.media_relay.recordings import h264_frames, interleaved, opus_frames, record
 
 PICTURES = 2 * FPS  # two segments of one second each
 
@@ -105,3 +109,39 @@ def test_a_range_with_no_pictures_is_refused_and_leaves_no_file(
     with pytest.raises(ValueError, match="no picture"):
         redact_segments(segments, target, video_codec="vp8", since=later, until=later + timedelta(hours=1))
     assert not target.exists()
+
+
+def test_an_h264_recording_becomes_an_mp4_with_its_audio(tmp_path: Path) -> None:
+    """H.264 sources give an MP4 (H.264 encoded again, the Opus audio copied), every picture kept."""
+    recorder = StreamRecorder(
+        root=tmp_path,
+        stream_id="h264",
+        tracks={MediaKind.VIDEO: "h264", MediaKind.AUDIO: "opus"},
+        segment_seconds=0,
+    )
+    start = time.monotonic()
+    frames = interleaved(h264_frames(PICTURES), opus_frames(PICTURES / FPS))
+    for frame in frames:
+        recorder.write(dataclasses.replace(frame, received_at=start + frame.timestamp / frame.clock_rate))
+    recorder.close()
+    found = [
+        SourceSegment(
+            sequence=entry["sequence"],
+            path=recorder.directory / entry["file"],
+            sha256=entry["sha256"],
+            started_at=datetime.fromisoformat(entry["started_at"]),
+            media_start=entry["media_start"],
+            video_frames=entry["frames"]["video"],
+        )
+        for entry in recorder.manifest.entries()
+        if entry["type"] == "segment"
+    ]
+    target = tmp_path / "redacted.mp4"
+    result = redact_segments(found, target, video_codec="h264")
+    assert (result.container, result.video_codec, result.frames) == ("mp4", "h264", PICTURES)
+    with av.open(str(target)) as container:
+        assert [(s.type, s.codec_context.name) for s in container.streams] == [
+            ("video", "h264"),
+            ("audio", "opus"),
+        ]
+        assert sum(1 for _ in container.decode(video=0)) == PICTURES
