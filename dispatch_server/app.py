@@ -42,6 +42,9 @@ from dispatch_server.field_ops import views as field_op_views
 from dispatch_server.incidents import service as incidents
 from dispatch_server.incidents import views as incident_views
 from dispatch_server.people import views as people_views
+from dispatch_server.positions import service as position_rules
+from dispatch_server.positions import views as position_views
+from dispatch_server.positions.recorder import PositionRecorder
 from dispatch_server.realtime import views as realtime_views
 from dispatch_server.realtime.bus import Bus, InProcessBus, RedisBus
 from dispatch_server.realtime.hub import Hub
@@ -114,6 +117,9 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         ),
     )
     redactions = RedactionRunner(database=context.db, folder=settings.data_dir / "redactions")
+    positions = PositionRecorder(
+        db=context.db, bus=context.bus, flush_seconds=settings.positions.flush_seconds
+    )
 
     async def on_relay_event(event: AnyRelayEvent) -> None:
         async with context.db.sessions() as db_session:
@@ -155,9 +161,11 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         scheduler.start()
         rules.start()
         relay.state.registry.start()
+        positions.start()
         try:
             yield
         finally:
+            await positions.stop()  # stores the positions still waiting: a clean stop loses none
             await rules.stop()
             await scheduler.stop()
             # Mounted apps get no lifespan of their own: stop the relay from here.
@@ -178,6 +186,11 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     app.state.context = context
     app.state.archive = archive
     app.state.redactions = redactions
+    app.state.positions = positions
+    app.state.position_limits = position_rules.Limits(
+        max_future=timedelta(seconds=settings.positions.max_future_seconds),
+        max_age=timedelta(hours=settings.positions.max_age_hours),
+    )
     app.state.clock = clock
     app.state.scheduler = scheduler
     app.state.rules = rules
@@ -201,6 +214,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         archive_retention_views.router,
         archive_redaction_views.router,
         alert_views.router,
+        position_views.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")

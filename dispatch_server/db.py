@@ -86,6 +86,7 @@ class Database:
         from dispatch_server.duty import models as _duty  # noqa: F401
         from dispatch_server.field_ops import models as _field_ops  # noqa: F401
         from dispatch_server.people import models as _people  # noqa: F401
+        from dispatch_server.positions import models as _positions  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter
         from dispatch_server.streams import models as _streams  # noqa: F401
         from dispatch_server.units import models as _units  # noqa: F401

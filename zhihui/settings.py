@@ -323,6 +323,28 @@ class AlertSettings(_Section):
     )
 
 
+class PositionSettings(_Section):
+    flush_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=1.0,
+        description="Accepted positions are stored in one batch this often: a crash loses at most this "
+        "many seconds of them; the wall gets each officer's newest once per batch.",
+    )
+    max_future_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=24 * 3600,
+        description="Refuse a fix whose device time is this far ahead of the server's clock.",
+    )
+    max_age_hours: float = Field(
+        72.0,
+        gt=0,
+        le=24 * 366,
+        description="Refuse a fix older than this (a device back from offline sends what it kept).",
+    )
+
+
 class Settings(BaseSettings):
     """Everything Zhihui can be told. Every field can be set by environment variable."""
 
@@ -346,6 +368,7 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     alerts: AlertSettings = AlertSettings()
     duty: DutySettings = DutySettings()
+    positions: PositionSettings = PositionSettings()
 
     @field_validator("database_url")
     @classmethod

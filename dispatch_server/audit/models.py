@@ -54,6 +54,10 @@ class AuditAction(enum.StrEnum):
     FIELD_OP_CREATE = "field_op.create"
     FIELD_OP_START = "field_op.start"
     FIELD_OP_END = "field_op.end"
+    POSITION_REPORT = "positions.report"
+    """Positions entered for someone else (radioed in); an officer's own reports are not audited."""
+    POSITION_TRACK = "positions.track"
+    """Reading where a person has been."""
 
 
 class Outcome(enum.StrEnum):

@@ -13,6 +13,7 @@ from dispatch_server.duty.schemas import DutyChange
 from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.field_ops.schemas import FieldOperationOut
 from dispatch_server.people.schemas import UserOut
+from dispatch_server.positions.schemas import PositionOut, PositionReport
 from dispatch_server.streams.schemas import StreamOut
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "EscalationMessage",
     "EventMessage",
     "FieldOperationMessage",
+    "PositionMessage",
+    "PositionsMessage",
     "ReadyMessage",
     "ServerMessage",
     "SosMessage",
@@ -73,8 +76,15 @@ class SosMessage(_Message):
     note: str = Field("", max_length=500)
 
 
-ClientMessage = Annotated[AuthMessage | AckMessage | SosMessage, Field(discriminator="type")]
-client_message: TypeAdapter[AuthMessage | AckMessage | SosMessage] = TypeAdapter(ClientMessage)
+class PositionMessage(PositionReport):
+    """Where the officer is (R9): stored within a second, never answered (an ``error`` if refused)."""
+
+    type: Literal["position"] = "position"
+
+
+_ClientMessages = AuthMessage | AckMessage | SosMessage | PositionMessage
+ClientMessage = Annotated[_ClientMessages, Field(discriminator="type")]
+client_message: TypeAdapter[_ClientMessages] = TypeAdapter(ClientMessage)
 
 
 # -- server to client ------------------------------------------------------------------------------
@@ -205,6 +215,15 @@ class ErrorMessage(_Message):
     message: str
 
 
+class PositionsMessage(_Message):
+    """Officers' newest positions, for the command room: pushed once per stored batch (so at most
+    about once a second per officer), not logged (a lost one is replaced by the next, and
+    ``GET /api/positions/latest`` has them all)."""
+
+    type: Literal["positions"] = "positions"
+    positions: list[PositionOut]
+
+
 _Events = (
     DirectiveMessage
     | DirectiveUpdateMessage
@@ -222,5 +241,6 @@ EventMessage = Annotated[_Events, Field(discriminator="type")]
 """What the event log keeps: written to SQL, then pushed (DESIGN.md 4)."""
 event_message: TypeAdapter[_Events] = TypeAdapter(EventMessage)
 
-ServerMessage = Annotated[ReadyMessage | _Events | ErrorMessage, Field(discriminator="type")]
-server_message: TypeAdapter[ReadyMessage | _Events | ErrorMessage] = TypeAdapter(ServerMessage)
+_ServerMessages = ReadyMessage | _Events | ErrorMessage | PositionsMessage
+ServerMessage = Annotated[_ServerMessages, Field(discriminator="type")]
+server_message: TypeAdapter[_ServerMessages] = TypeAdapter(ServerMessage)

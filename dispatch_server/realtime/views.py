@@ -26,6 +26,8 @@ from dispatch_server.directives import service as directives
 from dispatch_server.errors import DomainError
 from dispatch_server.people.models import WATCH_ROLES, Person
 from dispatch_server.people.schemas import UserOut
+from dispatch_server.positions import service as positions
+from dispatch_server.positions.recorder import PositionRecorder
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.hub import Connection
 from dispatch_server.realtime.messages import (
@@ -35,6 +37,9 @@ from dispatch_server.realtime.messages import (
     AuthMessage,
     DirectiveMessage,
     ErrorMessage,
+    EventMessage,
+    PositionMessage,
+    PositionsMessage,
     ReadyMessage,
     ServerMessage,
     SosMessage,
@@ -172,12 +177,16 @@ async def _read(websocket: WebSocket, context: Context, person: Person) -> None:
             message = client_message.validate_json(text)
         except ValidationError as exc:
             first = exc.errors()[0]
-            await _send(websocket, ErrorMessage(message=f"malformed message: {first.get('msg')}"))
+            where = ".".join(str(part) for part in first.get("loc", ())[1:])  # after the type's tag
+            problem = f"{where}: {first.get('msg')}" if where else first.get("msg")
+            await _send(websocket, ErrorMessage(message=f"malformed message: {problem}"))
             continue
         if isinstance(message, AckMessage):
             await _acknowledge(websocket, context, person, message.directive_id)
         elif isinstance(message, SosMessage):
             await _sos(websocket, context, person, message)
+        elif isinstance(message, PositionMessage):
+            await _position(websocket, person, message)
         else:
             await _send(websocket, ErrorMessage(message="already authenticated"))
 
@@ -223,26 +232,49 @@ async def _sos(websocket: WebSocket, context: Context, person: Person, message: 
     await eventlog.publish(bus=context.bus, events=events)
 
 
+async def _position(websocket: WebSocket, person: Person, message: PositionMessage) -> None:
+    """The officer's own position (R9): accepted into the recorder, stored within a second."""
+    recorder: PositionRecorder = websocket.app.state.positions
+    try:
+        fixes = positions.own_fixes(
+            reporter=person,
+            reports=[message],
+            now=_now(websocket),
+            limits=websocket.app.state.position_limits,
+        )
+        recorder.add(fixes)
+    except DomainError as exc:
+        await _send(websocket, ErrorMessage(message=exc.message))
+
+
 async def _write(
     websocket: WebSocket, context: Context, connection: Connection, pending: list[DirectiveMessage]
 ) -> None:
     """Send the pending directives, then the log after the cursor, page by page, then wait for the
-    bus. A directive sent to its target is marked delivered."""
+    bus. A directive sent to its target is marked delivered. Positions pushed meanwhile go out
+    after each read; a wake-up for positions alone does not read the log."""
     try:
         for directive in pending:
             await _send_event(websocket, context, connection, directive)
+        read_log = True
         while True:
-            connection.begin_read()
-            async with context.db.sessions() as db_session:
-                page = await eventlog.read_after(
-                    db_session=db_session, after=connection.cursor, channels=connection.channels, limit=PAGE
-                )
+            connection.begin_read(log=read_log)
+            page: list[EventMessage] = []
+            if read_log:
+                async with context.db.sessions() as db_session:
+                    page = await eventlog.read_after(
+                        db_session=db_session,
+                        after=connection.cursor,
+                        channels=connection.channels,
+                        limit=PAGE,
+                    )
             for message in page:
                 await _send_event(websocket, context, connection, message)
                 assert message.event_id is not None
                 connection.cursor = message.event_id
-            if len(page) < PAGE:
-                await connection.wait(POLL_SECONDS)
+            if positions := connection.take_positions():
+                await _send(websocket, PositionsMessage(positions=positions))
+            read_log = len(page) == PAGE or await connection.wait(POLL_SECONDS)
     except (WebSocketDisconnect, RuntimeError):
         return  # the reader notices the disconnect and cleans up
     except Exception:

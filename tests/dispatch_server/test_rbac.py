@@ -96,6 +96,7 @@ MANAGE = COMMAND | {"duty_officer"}
 READ_INCIDENTS = WATCH | {"field_officer", "upper_observer"}
 NOTES = WATCH | {"field_officer"}
 FIELD_OPS = WATCH | {"field_officer"}
+POSITIONS = WATCH | {"field_officer"}
 
 
 def _incident(world: World) -> dict[str, Any]:
@@ -214,6 +215,12 @@ def _running_field_operation(world: World) -> dict[str, Any]:
     params = _field_operation(world)
     world.people["admin"].http.post("/api/field-operations/{field_operation_id}/start".format(**params))
     return params
+
+
+def _position(world: World, column: str = "") -> dict[str, Any]:
+    """One fix taken just now (each reporter's own)."""
+    at = datetime.now(UTC).isoformat()
+    return {"latitude": 31.2304, "longitude": 121.4737, "accuracy_m": 10, "at": at}
 
 
 def _new_person(world: World, column: str) -> dict[str, Any]:
@@ -370,6 +377,16 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/api/field-operations/{field_operation_id}/end"): Row(
         allow(200, FIELD_OPS), params=_running_field_operation, body=lambda w, c: {"note": "back"}
+    ),
+    # Positions (R9): officers report their own, the command room may enter one for someone and
+    # reads them; observers and external participants neither report nor see any.
+    ("POST", "/api/positions"): Row(allow(202, POSITIONS), body=_position),
+    ("POST", "/api/positions/batch"): Row(
+        allow(202, POSITIONS), body=lambda w, c: {"positions": [_position(w), _position(w)]}
+    ),
+    ("GET", "/api/positions/latest"): Row(allow(200, WATCH)),
+    ("GET", "/api/people/{person_id}/track"): Row(
+        allow(200, WATCH), params=lambda w: {"person_id": w.id("field_officer")}
     ),
     # Duty (R10): run by the command room (duty officers, commanders, leaders, admins); the roster
     # is planned by commanders, leaders and admins. Field officers are in the field, observers
