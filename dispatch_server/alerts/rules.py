@@ -49,7 +49,7 @@ class RuleRunner:
         self._task: asyncio.Task[None] | None = None
         self._kicked = asyncio.Event()
         self.idle_until: datetime | None = None
-        """While it sleeps: until when. Every check has run at the time it went to sleep."""
+        """While it sleeps: until when. Every check has run at a time after ``idle_until - every``."""
         self.runs = 0
         """How many rounds have completed (for tests and the curious)."""
 
@@ -83,11 +83,11 @@ class RuleRunner:
         """Run the checks now rather than at the next tick (something they read has changed)."""
         self._kicked.set()
 
-    async def run_once(self) -> int:
-        """Run every check once at the clock's time; the number of events published. A check that
-        fails is logged and does not stop the others."""
+    async def run_once(self, now: datetime | None = None) -> int:
+        """Run every check once at ``now`` (default: the clock's time); the number of events
+        published. A check that fails is logged and does not stop the others."""
         published = 0
-        now = self._clock.now()
+        now = now or self._clock.now()
         for name, check in list(self._checks.items()):
             try:
                 async with self._db.sessions() as db_session:
@@ -103,9 +103,10 @@ class RuleRunner:
     async def _run(self) -> None:
         while True:
             self._kicked.clear()
-            await self.run_once()
+            now = self._clock.now()
+            await self.run_once(now)
             self.runs += 1
-            wake = self._clock.now() + self._every
+            wake = now + self._every  # from when it looked, not when it finished: nothing is skipped
             self.idle_until = wake
             try:
                 await self._sleep_until(wake)

@@ -16,9 +16,11 @@ from dispatch_server.alerts import service as alerts
 from dispatch_server.alerts.models import AlertKind, AlertLevel
 from dispatch_server.db import Database
 from dispatch_server.people.models import Role
+from dispatch_server.realtime.bus import InProcessBus, command_channel
 from dispatch_server.realtime.eventlog import LoggedEvent
-from dispatch_server.realtime.messages import AlertMessage
+from dispatch_server.realtime.messages import AlertMessage, ServerMessage, event_message
 from dispatch_server.scheduling.clock import ManualClock
+from dispatch_server.streams import service as streams
 from media_relay.events import StorageAlert
 from tests.dispatch_server.conftest import BACKENDS, database_for
 from tests.dispatch_server.deployment import Deployment, Socket, async_url, query
@@ -232,27 +234,55 @@ async def test_a_missed_acknowledgement_raises_ack_overdue_which_clears_when_ack
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_the_relays_storage_reports_are_alert_rows(backend: str, tmp_path: Path) -> None:
     """R2: a low disk opens one storage alert however often the relay repeats it, and "ok"
-    resolves it; a failed write is a critical alert of its own."""
-    clock = ManualClock(T0)
+    resolves it; a failed write is a critical alert of its own. (The streams service without the
+    app, whose own relay reports the real disk; ``test_storage_alert.py`` runs the whole way.)"""
     with database_for(backend, tmp_path) as database_url:
-        async with in_process(database_url, tmp_path, clock) as zhihui:
-            chief = await zhihui.person("chief", Role.COMMANDER)
-            relay = zhihui.app.state.relay_events
+        (tmp_path / "var").mkdir(exist_ok=True)
+        database, bus = Database(async_url(database_url)), InProcessBus()
+        pushed: list[ServerMessage] = []
+        bus.subscribe(command_channel(), pushed.append)
+        await database.start()
+        try:
+
+            async def report(level: str, message: str, at: datetime, stream_id: str = "") -> None:
+                event = StorageAlert(level=level, message=message, at=at, stream_id=stream_id)
+                async with database.sessions() as db_session:
+                    await streams.record_storage_alert(db_session=db_session, bus=bus, event=event)
+
+            async def storage_alerts(open_only: bool) -> list[tuple[str, str, str, str]]:
+                async with database.sessions() as db_session:
+                    rows, _total = await alerts.list_alerts(
+                        db_session=db_session, open_only=open_only, kind=AlertKind.STORAGE
+                    )
+                return [(a.level.value, a.subject, a.message, a.resolved_note) for a in rows]
+
             for minute in (0, 5, 10):
-                at = T0 + timedelta(minutes=minute)
-                await relay(StorageAlert(level="low", message=f"free space now {9 - minute} GiB", at=at))
-            await relay(StorageAlert(level="write_failed", message="No space left", at=T0, stream_id="s-1"))
-            listed = (await chief.http.get("/api/alerts", params={"kind": "storage"})).json()
-            assert [(a["level"], a["subject"], a["message"]) for a in listed["items"]] == [
-                ("critical", "storage:write:s-1", "No space left"),
-                ("warning", "storage:disk", "free space now 9 GiB"),
+                await report("low", f"free space now {9 - minute} GiB", T0 + timedelta(minutes=minute))
+            await report("write_failed", "No space left", T0, stream_id="s-1")
+            assert await storage_alerts(open_only=True) == [
+                ("critical", "storage:write:s-1", "No space left", ""),
+                ("warning", "storage:disk", "free space now 9 GiB", ""),
             ]
-            await relay(
-                StorageAlert(level="ok", message="free space back to 80 GiB", at=T0 + timedelta(hours=1))
-            )
-            still = (await chief.http.get("/api/alerts", params={"kind": "storage"})).json()["items"]
-            assert [a["subject"] for a in still] == ["storage:write:s-1"]  # a person resolves that one
-            done = (await chief.http.get("/api/alerts", params={"kind": "storage", "state": "all"})).json()[
-                "items"
+            await report("ok", "free space back to 80 GiB", T0 + timedelta(hours=1))
+            assert [subject for _, subject, _, _ in await storage_alerts(open_only=True)] == [
+                "storage:write:s-1"  # a person resolves that one
             ]
-            assert done[-1]["resolved_note"] == "free space back to 80 GiB"
+            assert (await storage_alerts(open_only=False))[-1][3] == "free space back to 80 GiB"
+            assert [m.type for m in pushed] == ["alert", "alert", "alert_update"]
+        finally:
+            await database.stop()
+
+
+def test_storage_alerts_logged_before_alerts_were_rows_still_read() -> None:
+    """A database from before alert rows holds storage events with their fields at the top: a
+    client reconnecting over them must not break on them."""
+    old = '{"type": "alert", "kind": "storage", "level": "low", "message": "free space now 3 GiB", '
+    old += '"at": "2026-03-02T09:00:00Z", "stream_id": ""}'
+    message = event_message.validate_json(old)
+    assert isinstance(message, AlertMessage)
+    assert (message.alert.kind, message.alert.level, message.alert.id) == (
+        AlertKind.STORAGE,
+        AlertLevel.WARNING,
+        0,
+    )
+    assert message.alert.raised_at == T0 and message.alert.resolved_at is None
