@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.alerts import service as alerts
 from dispatch_server.alerts.models import Alert, AlertKind, AlertLevel
-from dispatch_server.directives.models import DirectiveTarget, TargetState
+from dispatch_server.directives.models import DirectiveTarget
 from dispatch_server.realtime.eventlog import LoggedEvent
 
 __all__ = ["check", "raise_ack_overdue", "subject"]
@@ -60,7 +60,7 @@ async def check(db_session: AsyncSession, now: datetime) -> list[LoggedEvent]:
             select(DirectiveTarget.acknowledged_at).where(
                 DirectiveTarget.directive_id == directive_id,
                 DirectiveTarget.person_id == person_id,
-                DirectiveTarget.state == TargetState.ACKNOWLEDGED,
+                DirectiveTarget.acknowledged_at.is_not(None),  # acknowledged, and maybe done since
             )
         )
         if acknowledged_at is not None:

@@ -191,7 +191,8 @@ async def test_a_missed_acknowledgement_raises_ack_overdue_which_clears_when_ack
     backend: str, tmp_path: Path
 ) -> None:
     """R4: the escalation of a target that did not acknowledge in time opens one ack_overdue
-    alert (not one per escalation level); a late acknowledgement resolves it at the rules' next run."""
+    alert (not one per escalation level); a late acknowledgement resolves it at the rules' next run,
+    even when the target has also reported the directive done by then."""
     clock = ManualClock(T0)
     with database_for(backend, tmp_path) as database_url:
         async with in_process(database_url, tmp_path, clock, leader_after_seconds=60) as zhihui:
@@ -221,6 +222,7 @@ async def test_a_missed_acknowledgement_raises_ack_overdue_which_clears_when_ack
             assert raised[0].raised_at == T0 + timedelta(seconds=31)
 
             assert (await li.http.post(f"/api/directives/{directive_id}/ack")).status_code == 200
+            assert (await li.http.post(f"/api/directives/{directive_id}/done")).status_code == 200
             rules = zhihui.app.state.rules
             now = await clock.advance(5)
             await until(lambda: (idle := rules.idle_until) is not None and idle > now)
