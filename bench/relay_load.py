@@ -297,7 +297,34 @@ async def fetch_stats(url: str | None) -> dict[str, Any] | None:
         for flag in stream.get("health") or []:
             flags[flag] += 1
     streams = len(body.get("streams", [])) if isinstance(body, dict) else 0
-    return {"totals": dict(totals), "health": dict(flags), "streams": streams}
+    lag = body.get("event_loop_lag") if isinstance(body, dict) else None
+    return {"totals": dict(totals), "health": dict(flags), "streams": streams, "loop_lag": lag}
+
+
+def loop_lag_over(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """The relay's own event-loop lag over the window, from its cumulative histogram: the bucket
+    bound that p50 and p99 fall under (so "<= 20" means p99 was at most 20 ms)."""
+    first = (before or {}).get("loop_lag")
+    last = (after or {}).get("loop_lag")
+    if not first or not last:
+        return {"measured": False, "note": "the relay did not report its event-loop lag"}
+    counts = [b - a for a, b in zip(first["counts"], last["counts"], strict=True)]
+    n = counts[-1]
+    bounds = [*last["buckets_ms"], None]
+
+    def bound(q: float) -> float | None:
+        return next((b for b, c in zip(bounds, counts, strict=True) if c >= q * n), None)
+
+    return {
+        "measured": True,
+        "samples": n,
+        "interval_ms": last["interval_ms"],
+        "p50_at_most_ms": bound(0.5),
+        "p99_at_most_ms": bound(0.99),
+        "mean_ms": round((last["total_ms"] - first["total_ms"]) / n, 2) if n else None,
+        "over_20ms_pct": round(100 * (n - counts[bounds.index(20.0)]) / n, 2) if n else None,
+        "last_minute": {k: last[f"recent_{k}_ms"] for k in ("p50", "p99", "max")},
+    }
 
 
 def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, int] | None:
@@ -646,9 +673,7 @@ def figures(
         },
         "relay_rss_mb": {"start": memory[0]["rss"], "end": memory[1]["rss"], "peak": memory[1]["peak"]},
         "event_loop_lag": {
-            "measured": False,
-            "note": "not observable from outside; http_probe_ms is the round trip of GET streams "
-            "every 200 ms during the window, an upper bound that includes the loop's queueing",
+            **loop_lag_over(relay_stats[0], relay_stats[1]),
             "http_probe_ms": _stats(probe_ms),
         },
         "publisher_keyframe_requests": keyframe_requests,

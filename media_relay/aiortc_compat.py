@@ -22,12 +22,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import queue
 import random
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import aioice
+import aioice.candidate
+import aioice.ice
+import aioice.turn
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.clock import current_ntp_time
@@ -51,6 +56,7 @@ __all__ = [
     "AIORTC_VERSION",
     "FrameCallback",
     "IncompatibleAiortc",
+    "NoFreePort",
     "SenderOutput",
     "SilentTrack",
     "check_versions",
@@ -407,13 +413,23 @@ async def _send_quietly(send: Callable[[bytes], Any], data: bytes) -> None:
         await send(data)
 
 
-def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None:
-    """Gather ICE host candidates of ``pc`` on ``addresses`` only (loopback allowed).
+class NoFreePort(OSError):
+    """Every UDP port of the configured range is taken on an address the relay must listen on."""
+
+
+def restrict_host_addresses(
+    pc: RTCPeerConnection, addresses: list[str], ports: tuple[int, int] | None = None
+) -> None:
+    """Gather ICE host candidates of ``pc`` on ``addresses`` only (loopback allowed), on UDP ports
+    in ``ports`` (first, last; inclusive) when given, per connection: never by patching aioice for
+    the whole process.
 
     Call after the transceivers exist (``addTransceiver`` or ``setRemoteDescription``) and before
-    ``setLocalDescription``. An empty list keeps aioice's default: every interface but loopback.
+    ``setLocalDescription``. An empty list keeps aioice's choice of addresses (every interface but
+    loopback); ``ports=None`` keeps its choice of ports (any the kernel gives). Gathering raises
+    :class:`NoFreePort` when the range is full.
     """
-    if not addresses:
+    if not addresses and ports is None:
         return
     for transceiver in pc.getTransceivers():
         for transport in (transceiver.sender.transport, transceiver.receiver.transport):
@@ -421,19 +437,86 @@ def restrict_host_addresses(pc: RTCPeerConnection, addresses: list[str]) -> None
             if getattr(connection, "_zhihui_restricted", False):
                 continue
             # Per-instance attributes: other connections keep aioice's own gathering.
-            setattr(connection, "gather_candidates", _gather_on(connection, list(addresses)))  # noqa: B010
+            gather = _gather_on(connection, list(addresses), ports)
+            setattr(connection, "gather_candidates", gather)  # noqa: B010
             setattr(connection, "_zhihui_restricted", True)  # noqa: B010
 
 
-def _gather_on(connection: aioice.Connection, addresses: list[str]) -> Callable[[], Any]:
+def _gather_on(
+    connection: aioice.Connection, addresses: list[str], ports: tuple[int, int] | None
+) -> Callable[[], Any]:
     async def gather_candidates() -> None:
         if connection._local_candidates_start:
             return
         connection._local_candidates_start = True
+        chosen = addresses or aioice.ice.get_host_addresses(
+            use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6
+        )
         for component in connection._components:
-            connection._local_candidates += await connection.get_component_candidates(
-                component=component, addresses=addresses
-            )
+            if ports is None:
+                connection._local_candidates += await connection.get_component_candidates(
+                    component=component, addresses=chosen
+                )
+            else:
+                gathered = await _candidates_in_range(connection, component, chosen, ports)
+                connection._local_candidates += gathered
         connection._local_candidates_end = True
 
     return gather_candidates
+
+
+async def _candidates_in_range(
+    connection: aioice.Connection, component: int, addresses: list[str], ports: tuple[int, int]
+) -> list[aioice.Candidate]:
+    """aioice's ``get_component_candidates`` with host sockets bound in ``ports``: host
+    candidates here, server-reflexive ones from the STUN server on them, and then aioice's own
+    gathering with no host addresses for the TURN allocation."""
+    loop = asyncio.get_running_loop()
+    first, last = ports
+    candidates: list[aioice.Candidate] = []
+    protocols: list[aioice.ice.StunProtocol] = []
+    for address in addresses:
+        offset = random.randrange(last - first + 1)
+        for i in range(last - first + 1):
+            port = first + (offset + i) % (last - first + 1)
+            try:
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: aioice.ice.StunProtocol(connection), local_addr=(address, port)
+                )
+                break
+            except OSError:
+                continue
+        else:
+            for protocol in protocols:
+                protocol.transport.close()
+            raise NoFreePort(f"no free UDP port in {first}-{last} on {address}")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+        host, bound_port = transport.get_extra_info("sockname")[:2]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+            component=component,
+            transport="udp",
+            priority=aioice.candidate.candidate_priority(component, "host"),
+            host=host,
+            port=bound_port,
+            type="host",
+        )
+        candidates.append(protocol.local_candidate)
+        protocols.append(protocol)
+    connection._protocols += protocols
+    if connection.stun_server:
+        tasks = [
+            asyncio.create_task(aioice.ice.server_reflexive_candidate(protocol, connection.stun_server))
+            for protocol in protocols
+            if ipaddress.ip_address(protocol.local_candidate.host).version == 4
+        ]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            candidates += [task.result()[0] for task in done if task.exception() is None]
+    if connection.turn_server:
+        candidates += await connection.get_component_candidates(component=component, addresses=[])
+    return candidates

@@ -113,6 +113,18 @@ class RelaySettings(_Section):
         default_factory=list,
         description="Local addresses to offer host candidates on. Empty: every interface but loopback.",
     )
+    udp_port_range: tuple[int, int] | None = Field(
+        None,
+        description="First and last UDP port for media (each session takes one per address), as a "
+        "firewall would open them, e.g. [40000, 40999]. None: any port the system gives.",
+    )
+
+    @field_validator("udp_port_range")
+    @classmethod
+    def _port_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1024 <= value[0] <= value[1] <= 65535:
+            raise ValueError("give the first and last port, 1024 <= first <= last <= 65535")
+        return value
     viewer_queue_frames: int = Field(
         90,
         ge=8,

@@ -177,6 +177,8 @@ class VideoHealthMonitor:
         if self._decoder is None or self._codec != frame.codec:
             decoder = av.CodecContext.create(frame.codec, "r")
             assert isinstance(decoder, av.VideoCodecContext)
+            # A quarter less work, and the picture is still right for brightness and spread.
+            decoder.options = {"skip_loop_filter": "all", "threads": "1"}
             self._decoder, self._codec = decoder, frame.codec
         try:
             pictures = self._decoder.decode(av.Packet(frame.data))

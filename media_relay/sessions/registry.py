@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from media_relay.analysis.health import CheckBudget, HealthFlag, VideoHealthMonitor
+from media_relay.analysis.loop import LoopLagMonitor
 from media_relay.events import AnyRelayEvent, EventSink, StorageAlert, StreamDown, StreamHealth, StreamUp
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.catalog import catalog_event
@@ -57,6 +58,7 @@ class StreamRegistry:
         self._outbox = EventOutbox(events)
         self._storage: StorageWatch | None = None
         self._health_budget = CheckBudget(relay.health_checks_per_second)
+        self.loop_lag = LoopLagMonitor()
 
     @property
     def recordings_root(self) -> Path:
@@ -237,9 +239,10 @@ class StreamRegistry:
         await viewer.close()
 
     def start(self) -> None:
-        """Start watching the archive's disk (an alert before it is full)."""
+        """Start watching the archive's disk (an alert before it is full) and the event loop's lag."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self.loop_lag.start()
 
         def changed(level: StorageLevel, free: int, total: int) -> None:
             message = f"recordings disk: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB" + (
@@ -274,6 +277,7 @@ class StreamRegistry:
     async def stop(self) -> None:
         """End every session and seal every recording."""
         self._stopping = True
+        await self.loop_lag.stop()
         if self._storage is not None:
             await self._storage.stop()
             self._storage = None

@@ -29,7 +29,7 @@ def new_peer_connection(settings: RelaySettings) -> RTCPeerConnection:
 
 async def answer(pc: RTCPeerConnection, settings: RelaySettings) -> str:
     """Create, apply and return the local answer, with every candidate gathered in it."""
-    aiortc_compat.restrict_host_addresses(pc, settings.ice_host_addresses)
+    aiortc_compat.restrict_host_addresses(pc, settings.ice_host_addresses, settings.udp_port_range)
     await pc.setLocalDescription(await pc.createAnswer())
     local: RTCSessionDescription = pc.localDescription
     return local.sdp

@@ -6,10 +6,16 @@ import asyncio
 import contextlib
 
 from aiortc.stats import RTCRemoteInboundRtpStreamStats
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import generate_latest
 from pydantic import BaseModel, Field
 
+from media_relay.analysis.loop import LoopLag
 from media_relay.forwarding.frames import MediaKind
 from media_relay.sessions.stream import LiveStream
 from media_relay.sessions.viewer import ViewerSession
@@ -57,6 +63,9 @@ class StreamStats(BaseModel):
 
 class RelayStats(BaseModel):
     streams: list[StreamStats]
+    event_loop_lag: LoopLag | None = Field(
+        None, description="How late the relay's event loop wakes: what every packet waits on top."
+    )
 
 
 async def _viewer_stats(viewer: ViewerSession) -> ViewerStats:
@@ -89,7 +98,7 @@ def _track(stream: LiveStream, kind: MediaKind) -> TrackStats | None:
     )
 
 
-async def collect(streams: list[LiveStream]) -> RelayStats:
+async def collect(streams: list[LiveStream], loop_lag: LoopLag | None = None) -> RelayStats:
     out = []
     for stream in streams:
         publisher = stream.publisher
@@ -116,7 +125,7 @@ async def collect(streams: list[LiveStream]) -> RelayStats:
                 viewers=list(viewers),
             )
         )
-    return RelayStats(streams=out)
+    return RelayStats(streams=out, event_loop_lag=loop_lag)
 
 
 def prometheus_text(stats: RelayStats) -> bytes:
@@ -168,6 +177,15 @@ def prometheus_text(stats: RelayStats) -> bytes:
                     if v.rtt_ms is not None:
                         rtt.add_metric([*key, v.session_id], v.rtt_ms / 1000)
             yield from (viewers, fps, bitrate, frames, lost, nacks, plis, dropped, rtt)
+            lag = stats.event_loop_lag
+            if lag is not None:
+                bounds = [*(str(b / 1000) for b in lag.buckets_ms), "+Inf"]
+                yield HistogramMetricFamily(
+                    "zhihui_relay_event_loop_lag_seconds",
+                    "How late the relay's event loop woke",
+                    buckets=list(zip(bounds, lag.counts, strict=True)),
+                    sum_value=lag.total_ms / 1000,
+                )
 
     registry.register(_Snapshot())  # type: ignore[arg-type]
     return generate_latest(registry)

@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from media_relay.aiortc_compat import NoFreePort
 from media_relay.sessions.publisher import PublisherSession
 from media_relay.sessions.registry import SessionNotFound, StreamNotLive, StreamRegistry
 from media_relay.sessions.rtc import IceRestartUnsupported
@@ -118,6 +119,8 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, settings: Re
                 session, answer = await registry.publish(grant, offer)
             except ValueError as exc:
                 raise _HttpError(400, f"the offer cannot be negotiated: {exc}") from None
+            except NoFreePort as exc:
+                raise _HttpError(503, f"{exc}: the relay is full", {"Retry-After": "5"}) from None
         except GrantError as exc:
             return _error(_grant_error(exc))
         except _HttpError as exc:
@@ -135,6 +138,8 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, settings: Re
                 raise _HttpError(404, str(exc)) from None
             except ValueError as exc:
                 raise _HttpError(400, f"the offer cannot be negotiated: {exc}") from None
+            except NoFreePort as exc:
+                raise _HttpError(503, f"{exc}: the relay is full", {"Retry-After": "5"}) from None
         except GrantError as exc:
             return _error(_grant_error(exc))
         except _HttpError as exc:
@@ -216,11 +221,11 @@ def build_router(registry: StreamRegistry, verifier: GrantVerifier, settings: Re
 
     @router.get("/stats", response_model=RelayStats, summary="Per stream and per viewer statistics")
     async def stats() -> RelayStats:
-        return await collect(list(registry.streams.values()))
+        return await collect(list(registry.streams.values()), registry.loop_lag.snapshot())
 
     @router.get("/metrics", summary="The same statistics for Prometheus")
     async def metrics() -> Response:
-        body = prometheus_text(await collect(list(registry.streams.values())))
+        body = prometheus_text(await collect(list(registry.streams.values()), registry.loop_lag.snapshot()))
         return Response(body, media_type="text/plain; version=0.0.4")
 
     @router.get("/streams", summary="Live streams on this relay")

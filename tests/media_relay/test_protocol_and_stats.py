@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from field_client.dispatch import DispatchClient
 from field_client.sources import TestPatternTrack
-from field_client.whip import WhipPublisher
+from field_client.whip import WhipError, WhipPublisher
 from media_relay.signaling.routes import ice_server_links
 from tests.conftest import ApiClient
 from tests.media import publishing, watching
-from tests.support import LOOPBACK, ZhihuiProcess
+from tests.support import LOOPBACK, ZhihuiProcess, running_zhihui
 from zhihui.settings import IceServer
 
 TRICKLE = "application/trickle-ice-sdpfrag"
@@ -119,6 +121,9 @@ async def test_stats_report_rates_viewers_and_rtt_as_json_and_prometheus(
         (seen,) = mine["viewers"]
         assert seen["frames_sent"] > 40 and seen["frames_dropped"] >= 0
         assert seen["rtt_ms"] is not None and 0 <= seen["rtt_ms"] < 200
+        lag = stats["event_loop_lag"]
+        assert lag["counts"][-1] >= 100 and lag["counts"] == sorted(lag["counts"])  # cumulative
+        assert lag["recent_p50_ms"] is not None and 0 <= lag["recent_p50_ms"] <= lag["recent_p99_ms"]
 
         metrics = httpx.get(zhihui.base_url + "/relay/metrics").text
         fps_lines = [
@@ -134,3 +139,53 @@ async def test_stats_report_rates_viewers_and_rtt_as_json_and_prometheus(
             in metrics
         )
         assert "zhihui_relay_plis_total" in metrics
+        assert 'zhihui_relay_event_loop_lag_seconds_bucket{le="0.02"}' in metrics
+
+
+def _free_udp_pair() -> int:
+    """A UDP port p on loopback with p + 1 free too."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind((LOOPBACK, 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as second:
+                try:
+                    second.bind((LOOPBACK, port + 1))
+                except OSError:
+                    continue
+        return int(port)
+    raise RuntimeError("no two free UDP ports in a row")
+
+
+async def test_media_ports_come_from_the_configured_range_and_a_full_range_is_a_clear_503(
+    tmp_path: Path,
+) -> None:
+    """R18: a firewall opens a known UDP range; the relay stays inside it and says when it is full."""
+    first = _free_udp_pair()
+    with running_zhihui(tmp_path, "--demo", ZHIHUI_RELAY__UDP_PORT_RANGE=f"[{first}, {first + 1}]") as zhihui:
+        commander = ApiClient(zhihui.base_url, "commander", zhihui.credentials["commander"])
+        async with publishing(zhihui, "officer1") as live:
+            ports = _candidate_ports(live.publisher.pc.remoteDescription.sdp)
+            assert ports and all(first <= port <= first + 1 for port in ports), ports
+            async with watching(zhihui, commander, live.stream_id) as viewer:
+                await asyncio.wait_for(viewer.first_video_frame.wait(), 10)
+                assert all(first <= p <= first + 1 for p in _candidate_ports(viewer.pc.remoteDescription.sdp))
+                client = DispatchClient(zhihui.base_url)
+                await client.login("officer2", zhihui.credentials["officer2"])
+                grant = await client.publish_grant("phone")
+                await client.close()
+                full = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
+                with pytest.raises(WhipError, match=r"503.*no free UDP port"):
+                    await full.start(TestPatternTrack(width=160, height=120))
+                await full.stop()
+            # The viewer's port is free again.
+            async with watching(zhihui, commander, live.stream_id) as again:
+                await asyncio.wait_for(again.first_video_frame.wait(), 10)
+
+
+def _candidate_ports(sdp: str) -> list[int]:
+    return [int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")]
