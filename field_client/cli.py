@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from field_client.dispatch import DispatchClient, DispatchError, SignedOut
+from field_client.position import Fix, Walk, parse_position
 from field_client.sources import open_source
 from field_client.whip import WhipError, WhipPublisher
 
@@ -68,6 +69,20 @@ async def _listen(client: DispatchClient, officer: Officer) -> None:
         console.print(f"[red]Signed out of dispatch ({exc}): directives stop; start again to sign in.[/red]")
 
 
+async def _report_positions(client: DispatchClient, start: Fix, walk: bool, every: float) -> None:
+    """Send the position every ``every`` seconds: fixed, or walking from ``start``."""
+    walker = Walk(start) if walk else None
+    while True:
+        fix = walker.step(every) if walker is not None else start
+        try:
+            await client.send_position(fix)
+        except SignedOut:
+            return
+        except DispatchError as exc:
+            console.print(f"[yellow]Position not sent ({exc}); trying again[/yellow]")
+        await asyncio.sleep(every)
+
+
 async def _keyboard(officer: Officer) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -86,6 +101,9 @@ async def run(
     duration: float | None,
     auto_ack: bool,
     ice_hosts: list[str],
+    position: Fix | None = None,
+    walk: bool = False,
+    position_every: float = 5.0,
 ) -> None:
     client = DispatchClient(server)
     publisher: WhipPublisher | None = None
@@ -99,6 +117,8 @@ async def run(
         console.print(f"[green]Publishing[/green] stream {grant.stream_id} from {source}")
         officer = Officer(client, auto_ack)
         tasks.append(asyncio.create_task(_listen(client, officer)))
+        if position is not None:
+            tasks.append(asyncio.create_task(_report_positions(client, position, walk, position_every)))
         if not auto_ack and sys.stdin.isatty():
             tasks.append(asyncio.create_task(_keyboard(officer)))
         if duration is None:
@@ -135,12 +155,40 @@ def main(
     ice_host: Annotated[
         list[str] | None, typer.Option(help="Only offer ICE candidates on this local address (repeatable).")
     ] = None,
+    position: Annotated[
+        str | None,
+        typer.Option(help="Report this position, 'latitude,longitude' in degrees (e.g. 31.2304,121.4737)."),
+    ] = None,
+    walk: Annotated[
+        bool, typer.Option(help="Simulate a walk from --position (a demo for the wall), at 1.4 m/s.")
+    ] = False,
+    position_every: Annotated[float, typer.Option(min=1.0, help="Seconds between position reports.")] = 5.0,
     verbose: Annotated[bool, typer.Option(help="Log details.")] = False,
 ) -> None:
     """Sign in, publish over WHIP, and show directives until stopped (Ctrl+C)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     try:
-        asyncio.run(run(server, username, password, source, device, duration, auto_ack, ice_host or []))
+        start = parse_position(position) if position is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--position") from None
+    if walk and start is None:
+        raise typer.BadParameter("--walk needs --position to start from", param_hint="--walk")
+    try:
+        asyncio.run(
+            run(
+                server,
+                username,
+                password,
+                source,
+                device,
+                duration,
+                auto_ack,
+                ice_host or [],
+                position=start,
+                walk=walk,
+                position_every=position_every,
+            )
+        )
     except (DispatchError, WhipError, ValueError, RuntimeError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import websockets
 
+from field_client.position import Fix
 from field_client.whip import _detail
 
 __all__ = ["DispatchClient", "DispatchError", "PublishGrant", "SignedOut"]
@@ -138,6 +139,18 @@ class DispatchClient:
             await self._ws.send(json.dumps({"type": "ack", "directive_id": directive_id}))
             return {"id": directive_id}
         return await self._request("POST", f"/api/directives/{directive_id}/ack")  # type: ignore[no-any-return]
+
+    async def send_position(self, fix: Fix) -> None:
+        """Report where the officer is (R9): over the websocket when it is open (refusals come back
+        on it as ``error`` messages), else by REST. Stored by the server within a second."""
+        report = fix.report()
+        if self._ws is not None:
+            try:
+                await self._ws.send(json.dumps({"type": "position", **report}))
+                return
+            except websockets.ConnectionClosed:
+                pass  # dropped in between: REST instead
+        await self._request("POST", "/api/positions", json=report)
 
     async def listen(
         self, on_message: Callable[[dict[str, Any]], Awaitable[None]], *, reconnect: bool = True
