@@ -59,6 +59,8 @@ export class StreamTile {
     this.nameNode = el("span", { class: "tile-name" }, this.name);
     this.healthNode = el("span", { class: "badge badge-health", hidden: true, role: "status" });
     this.sinceNode = el("span", { class: "tile-since" });
+    this.positionNode = el("span", { class: "tile-position", hidden: true });
+    this.position = null;
 
     const tile = el(
       "article",
@@ -72,6 +74,7 @@ export class StreamTile {
         this.healthNode,
         this.nameNode,
         this.sinceNode,
+        this.positionNode,
         this.audioButton,
       ),
     );
@@ -95,6 +98,26 @@ export class StreamTile {
     const since = formatTime(this.stream.started_at);
     this.sinceNode.textContent = since ? `since ${since}` : "";
     this.setHealth(this.stream.health || []);
+  }
+
+  get officerId() {
+    return this.stream.officer?.id;
+  }
+
+  /**
+   * The officer's last known position (R9), `{latitude, longitude, accuracy_m, at}`, shown as
+   * "31.2304, 121.4737 · 12 s ago"; call again (with no argument) to age it.
+   */
+  setPosition(position = this.position) {
+    this.position = position;
+    this.positionNode.hidden = !position;
+    if (!position) return;
+    const ago = Math.max(0, Math.round((Date.now() - Date.parse(position.at)) / 1000));
+    const age = ago < 120 ? `${ago} s ago` : ago < 7200 ? `${Math.round(ago / 60)} min ago` : formatTime(position.at);
+    this.positionNode.textContent = `${position.latitude.toFixed(4)}, ${position.longitude.toFixed(4)} · ${age}`;
+    this.positionNode.title = `±${Math.round(position.accuracy_m)} m at ${formatTime(position.at)}`;
+    this.positionNode.dataset.latitude = String(position.latitude);
+    this.positionNode.dataset.longitude = String(position.longitude);
   }
 
   /** Show the relay's video health flags (R8): frozen, black, covered, no_video. */

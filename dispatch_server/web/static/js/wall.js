@@ -29,6 +29,7 @@ const page = {
   events: null,
   wasConnected: false,
   tiles: new Map(), // stream_id -> StreamTile
+  positions: new Map(), // person id -> newest position (R9)
   directives: new Map(), // directive id -> directive
   changedDirectiveId: null,
   ticker: null,
@@ -63,6 +64,7 @@ function addStream(stream) {
     return;
   }
   const tile = new StreamTile(stream, tileHooks);
+  tile.setPosition(page.positions.get(tile.officerId) || null);
   page.tiles.set(tile.id, tile);
   $("wall-grid").append(tile.element);
   updateStreamCount();
@@ -86,6 +88,29 @@ async function loadStreams() {
   const live = new Set(streams.map((stream) => stream.stream_id));
   for (const id of [...page.tiles.keys()]) if (!live.has(id)) removeStream(id, { streamEnded: true });
   for (const stream of streams) addStream(stream);
+}
+
+// ---- positions (R9) -------------------------------------------------------
+
+function notePositions(positions) {
+  for (const position of positions) {
+    const known = page.positions.get(position.person_id);
+    if (!known || Date.parse(position.at) >= Date.parse(known.at)) page.positions.set(position.person_id, position);
+  }
+  for (const tile of page.tiles.values()) {
+    const position = page.positions.get(tile.officerId);
+    if (position && position !== tile.position) tile.setPosition(position);
+  }
+}
+
+async function loadPositions() {
+  const latest = await api("/api/positions/latest?limit=1000");
+  notePositions(latest.items);
+}
+
+/** Age the "12 s ago" on each tile. */
+function refreshPositions() {
+  for (const tile of page.tiles.values()) if (tile.position) tile.setPosition();
 }
 
 // ---- people ---------------------------------------------------------------
@@ -286,6 +311,9 @@ function onEvent(message) {
     case "escalation": // a target missed its deadline: the directive shows how often it was escalated
       upsertDirective(message.directive);
       break;
+    case "positions": // each officer's newest, at most once a second
+      notePositions(message.positions);
+      break;
     case "error":
       showMessage(`Server: ${message.message}`);
       break;
@@ -306,8 +334,14 @@ function onStatus(status, info) {
 // ---- lifecycle ------------------------------------------------------------
 
 async function refreshAll() {
-  const results = await Promise.allSettled([loadStreams(), page.alerts.load(), loadDirectives(), loadPeople()]);
-  const labels = ["Streams", "Alerts", "Directives", "Officers"];
+  const results = await Promise.allSettled([
+    loadStreams(),
+    page.alerts.load(),
+    loadDirectives(),
+    loadPeople(),
+    loadPositions(),
+  ]);
+  const labels = ["Streams", "Alerts", "Directives", "Officers", "Positions"];
   const problems = results
     .map((result, index) => (result.status === "rejected" ? `${labels[index]}: ${errorText(result.reason)}` : null))
     .filter(Boolean);
@@ -325,7 +359,10 @@ function start(user) {
   updateStreamCount();
   page.events = connectEvents(onEvent, onStatus);
   refreshAll();
-  page.ticker = setInterval(refreshDeadlines, 1000);
+  page.ticker = setInterval(() => {
+    refreshDeadlines();
+    refreshPositions();
+  }, 1000);
 }
 
 function stop() {
@@ -337,6 +374,7 @@ function stop() {
   removeAllStreams();
   page.alerts.clear();
   page.directives.clear();
+  page.positions.clear();
   renderDirectives();
   page.user = null;
 }
