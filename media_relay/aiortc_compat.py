@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import ipaddress
+import logging
 import queue
 import random
 import socket
@@ -46,6 +47,7 @@ from aiortc.rtp import (
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     is_rtcp,
 )
 
@@ -67,7 +69,10 @@ __all__ = [
     "restrict_host_addresses",
     "send_nack",
     "tap_receiver",
+    "tap_sender_reports",
 ]
+
+logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
@@ -96,6 +101,7 @@ def check_versions() -> None:
             (RTCRtpReceiver, "_handle_rtp_packet"),
             (RTCRtpReceiver, "_send_rtcp_pli"),
             (RTCRtpReceiver, "_send_rtcp_nack"),
+            (RTCRtpReceiver, "_handle_rtcp_packet"),
             (RTCRtpSender, "_handle_rtcp_packet"),
             (aioice.ice.StunProtocol, "send_data"),
             (aioice.Connection, "get_component_candidates"),
@@ -338,6 +344,23 @@ class _RateCounter:
         samples = self._samples
         while samples and samples[0][0] < self._origin_ms:
             self._total -= samples.popleft()[1]
+
+
+def tap_sender_reports(receiver: RTCRtpReceiver, callback: Callable[[int, int], None]) -> None:
+    """Call ``callback(ntp_timestamp, rtp_timestamp)`` for each RTCP sender report the publisher
+    sends about this receiver's media (not its retransmissions), before aiortc handles it."""
+    handle = receiver._handle_rtcp_packet
+    rtx_ssrcs = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc not in rtx_ssrcs:
+            try:
+                callback(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+            except Exception:
+                logger.exception("a sender report could not be used")
+        await handle(packet)
+
+    setattr(receiver, "_handle_rtcp_packet", handle_rtcp_packet)  # noqa: B010
 
 
 def _never_decode(codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:

@@ -72,6 +72,11 @@ class TrackFanout:
         self._rebase = False
 
     @property
+    def offset(self) -> int:
+        """What is added to the source's frame timestamps to keep them increasing across restarts."""
+        return self._offset
+
+    @property
     def viewer_count(self) -> int:
         return len(self._tracks)
 

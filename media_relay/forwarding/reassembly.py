@@ -210,6 +210,11 @@ class FrameAssembler:
         self.holes_skipped = 0
         self.packets_late = 0
 
+    def frame_timestamp(self, rtp_timestamp: int) -> int | None:
+        """An RTP timestamp of this track counted as its frames' timestamps are (modulo 2**32), or
+        None before the first frame."""
+        return None if self._ts_origin is None else (rtp_timestamp - self._ts_origin) % (1 << 32)
+
     def add(self, packet: RtpLike) -> tuple[bool, None]:
         now = self._clock()
         ext = self._seq.unwrap(packet.sequence_number)

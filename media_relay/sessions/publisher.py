@@ -83,6 +83,7 @@ class PublisherSession(PeerSession[PublishGrant]):
             self.assemblers[kind] = assembler
             nacks = self.nacks if kind is MediaKind.VIDEO else None
             aiortc_compat.install_receive_path(transceiver.receiver, assembler=assembler, nacks=nacks)
+            aiortc_compat.tap_sender_reports(transceiver.receiver, self._sender_reporter(kind))
             if kind is MediaKind.VIDEO:
                 self._video_receiver = transceiver.receiver
         self.codecs = {kind: next(iter(codecs.values())).name for kind, codecs in payload_types.items()}
@@ -95,6 +96,20 @@ class PublisherSession(PeerSession[PublishGrant]):
     def _deliver(self, frame: EncodedFrame) -> None:
         if self.stream is not None:
             self.stream.fanouts[frame.kind].deliver(frame)
+
+    def _sender_reporter(self, kind: MediaKind) -> Callable[[int, int], None]:
+        """Hands the publisher's sender reports to the recorder, in its frames' timestamps, so
+        that audio and video are placed on the publisher's own clock (A/V sync, R2)."""
+
+        def on_report(ntp: int, rtp_timestamp: int) -> None:
+            stream = self.stream
+            timestamp = self.assemblers[kind].frame_timestamp(rtp_timestamp)
+            if stream is None or stream.recorder is None or timestamp is None:
+                return
+            offset = stream.fanouts[kind].offset
+            stream.recorder.on_sender_report(kind, ntp, (timestamp + offset) % (1 << 32))
+
+        return on_report
 
     def _request_keyframe_for_stream(self) -> None:
         if self.stream is not None:

@@ -91,6 +91,9 @@ async def test_published_stream_is_listed_viewed_without_transcoding_and_recorde
         if entry["type"] == "segment":
             assert sha256_file(folder / entry["file"]) == entry["sha256"]
     assert sum(json.loads(line)["frames"]["video"] for line in lines if b'"segment"' in line) == recorded
+    # Audio and video were timed by the publisher's sender reports (A/V sync), not by arrival.
+    last_segment = [json.loads(line) for line in lines if b'"segment"' in line][-1]
+    assert last_segment["clock"] == {"video": "sender-report", "audio": "sender-report"}, last_segment
 
 
 async def test_new_viewer_starts_on_a_keyframe_requested_from_the_publisher(
