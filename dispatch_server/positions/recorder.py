@@ -3,14 +3,20 @@ transactions a second.
 
 An accepted fix waits in memory for at most ``flush_seconds`` (1 s by default; sooner when
 ``max_batch`` are waiting), then one transaction stores the whole batch: one multi-row INSERT into
-the track (``position``) and one upsert of each person's newest fix (``last_position``). After the
-commit, one ``positions`` message carries each officer's newest fix of the batch to the command
-room: at most one per officer per flush, which is the wall's throttle.
+the track (``position``) and one upsert of each person's newest fix (``last_position``). Once per
+``flush_seconds``, after the commit, one ``positions`` message carries each officer's newest
+stored fix to the command room: at most one per officer per ``flush_seconds``, which is the
+wall's throttle (early flushes of full batches store, but do not push).
 
 **What a crash can lose:** the fixes accepted in the last ``flush_seconds`` before it (the ones
 still waiting here), nothing older. A clean stop (:meth:`PositionRecorder.stop`) stores them
-first. A failed write keeps its batch for the next flush, up to ``max_pending`` fixes waiting in
-all; past that, new fixes are refused (429) rather than memory grown without limit.
+first. A failed write keeps its batch for the next flush.
+
+**Backpressure.** When more than ``2 * max_batch`` fixes wait, :meth:`PositionRecorder.room` makes
+the websockets wait before reading their next message (uvicorn then stops reading those sockets,
+and TCP slows the senders down), so that storing keeps up with accepting and a flood cannot
+starve the writer. Past ``max_pending`` waiting, new fixes are refused (429) rather than memory
+grown without limit.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -58,6 +64,12 @@ class Fix:
     speed_mps: float | None = None
 
 
+def _row(fix: Fix) -> dict[str, Any]:
+    """The fix as column values (``dataclasses.asdict`` deep-copies every value: measured as most
+    of a flush's own time at 5,000 fixes a batch)."""
+    return {name: getattr(fix, name) for name in _COLUMNS}
+
+
 def newest_per_person(fixes: Sequence[Fix]) -> list[Fix]:
     """Each person's newest fix (by the device's time; the later arrival on a tie)."""
     newest: dict[int, Fix] = {}
@@ -68,6 +80,7 @@ def newest_per_person(fixes: Sequence[Fix]) -> list[Fix]:
     return list(newest.values())
 
 
+_COLUMNS = tuple(f.name for f in fields(Fix))
 TRACK = cast(Table, PositionFix.__table__)
 LATEST = cast(Table, LastPosition.__table__)
 
@@ -86,11 +99,10 @@ def _upsert_newest(dialect: str) -> Any:
 
 async def store(*, db_session: AsyncSession, fixes: Sequence[Fix]) -> list[Fix]:
     """Store a batch in one transaction (committed); each person's newest fix of it is returned."""
-    rows = [asdict(fix) for fix in fixes]
     newest = newest_per_person(fixes)
-    await db_session.execute(insert(TRACK), rows)
+    await db_session.execute(insert(TRACK), [_row(fix) for fix in fixes])
     await db_session.execute(
-        _upsert_newest(db_session.get_bind().dialect.name), [asdict(fix) for fix in newest]
+        _upsert_newest(db_session.get_bind().dialect.name), [_row(fix) for fix in newest]
     )
     await db_session.commit()
     return newest
@@ -119,6 +131,10 @@ class PositionRecorder:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._unpushed: dict[int, Fix] = {}
+        """Each person's newest stored fix not yet pushed."""
         self.stored = 0
         """Fixes stored since start (for tests and the benchmark's context)."""
 
@@ -134,6 +150,13 @@ class PositionRecorder:
         self._pending.extend(fixes)
         if len(self._pending) >= self.max_batch:
             self._wake.set()
+            if len(self._pending) >= 2 * self.max_batch:
+                self._room.clear()
+
+    async def room(self) -> None:
+        """Return once the store is not behind (at once, mostly): a websocket awaits this before
+        reading on, so a sender faster than the store is slowed down instead of refused."""
+        await self._room.wait()
 
     def start(self) -> None:
         if self._task is None:
@@ -151,21 +174,33 @@ class PositionRecorder:
             if not await self.flush():
                 logger.error("could not store %d position fix(es) on stop: lost", len(self._pending))
                 self._pending.clear()
+        await self.push()
+
+    async def tick(self) -> None:
+        """What the loop does every ``flush_seconds``: store what waits, push what was stored."""
+        await self.flush()
+        await self.push()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + self.flush_seconds
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - loop.time()))
             if self._stopping:
                 return
             try:
-                await self.flush()
+                if loop.time() < next_tick:
+                    await self.flush()  # a full batch before its time: stored now, pushed on the tick
+                    continue
+                next_tick = loop.time() + self.flush_seconds
+                await self.tick()
             except Exception:
-                logger.exception("pushing positions failed")
+                logger.exception("storing or pushing positions failed")
 
     async def flush(self) -> bool:
-        """Store up to ``max_batch`` waiting fixes, then push each officer's newest to the command
-        room. False when the write failed (the batch waits for the next flush)."""
+        """Store up to ``max_batch`` waiting fixes; each person's newest waits for :meth:`push`.
+        False when the write failed (the batch waits for the next flush)."""
         async with self._flushing:
             batch = self._pending[: self.max_batch]
             if not batch:
@@ -173,6 +208,8 @@ class PositionRecorder:
             del self._pending[: len(batch)]
             if len(self._pending) < self.max_batch:
                 self._wake.clear()
+            if len(self._pending) < 2 * self.max_batch:
+                self._room.set()
             try:
                 async with self._db.sessions() as db_session:
                     newest = await store(db_session=db_session, fixes=batch)
@@ -183,10 +220,16 @@ class PositionRecorder:
                 self._pending[:0] = batch
                 return False
             self.stored += len(batch)
-        await self._push(newest)
+            for fix in newest:
+                seen = self._unpushed.get(fix.person_id)
+                if seen is None or fix.at >= seen.at:
+                    self._unpushed[fix.person_id] = fix
         return True
 
-    async def _push(self, newest: Sequence[Fix]) -> None:
+    async def push(self) -> None:
+        """Send the command room each person's newest stored fix since the last push: called once
+        per ``flush_seconds``, so no officer is pushed more often than that."""
+        newest, self._unpushed = list(self._unpushed.values()), {}
         positions = [PositionOut.model_validate(fix, from_attributes=True) for fix in newest]
         for start in range(0, len(positions), PUSH_CHUNK):
             message = PositionsMessage(positions=positions[start : start + PUSH_CHUNK])

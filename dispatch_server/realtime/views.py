@@ -245,6 +245,7 @@ async def _position(websocket: WebSocket, person: Person, message: PositionMessa
         recorder.add(fixes)
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
+    await recorder.room()  # the store is behind: read no more from this socket until it catches up
 
 
 async def _write(

@@ -8,6 +8,7 @@ for the batching itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -224,17 +225,17 @@ async def test_fixes_are_stored_in_batches_pushed_once_per_officer_and_never_mov
     with database_for(backend, tmp_path) as database_url:
         async with in_process(database_url, tmp_path, clock) as zhihui:
             recorder = _recorder(zhihui)
-            recorder.flush_seconds = 3600  # the test flushes by hand
+            await recorder.stop()  # its loop, that is: the test ticks by hand
             commander = await zhihui.person("chief", Role.COMMANDER)
             li, zhao = [await zhihui.person(name, Role.FIELD_OFFICER) for name in ("li", "zhao")]
-            await recorder.flush()
+            await recorder.tick()
             zhihui.commands.clear()
             for n in range(20):
                 for officer, base in ((li, 30.0), (zhao, 40.0)):
                     fix = _fix(base + n * 0.001, 120.0, T0 + timedelta(seconds=n))
                     assert (await officer.http.post("/api/positions", json=fix)).status_code == 202
             assert recorder.pending == 40
-            assert await recorder.flush()
+            await recorder.tick()
             pushes = [m for m in zhihui.commands if isinstance(m, PositionsMessage)]
             assert len(pushes) == 1
             pushed = {p.person_id: p for p in pushes[0].positions}
@@ -243,7 +244,7 @@ async def test_fixes_are_stored_in_batches_pushed_once_per_officer_and_never_mov
 
             late = _fix(35.0, 120.0, T0 + timedelta(seconds=5))  # kept by the phone, sent late
             assert (await li.http.post("/api/positions", json=late)).status_code == 202
-            await recorder.flush()
+            await recorder.tick()
             latest = (await commander.http.get("/api/positions/latest")).json()["items"]
             assert {i["person_id"]: i["latitude"] for i in latest}[li.id] == pytest.approx(30.019)
             track = (await commander.http.get(f"/api/people/{li.id}/track")).json()
@@ -254,7 +255,7 @@ async def test_fixes_are_stored_in_batches_pushed_once_per_officer_and_never_mov
             assert refused.status_code == 422 and "360 s ahead" in refused.json()["detail"]
             await clock.advance(120)
             assert (await li.http.post("/api/positions", json=ahead)).status_code == 202
-            await recorder.flush()
+            await recorder.tick()
 
         rows = await query(database_url, "SELECT count(*), count(DISTINCT received_at) FROM position")
         assert rows == [(42, 2)]  # received by the server's clock: before and after it moved
@@ -267,7 +268,7 @@ async def test_a_clean_stop_stores_every_accepted_fix(backend: str, tmp_path: Pa
     clock = ManualClock(T0)
     with database_for(backend, tmp_path) as database_url:
         async with in_process(database_url, tmp_path, clock) as zhihui:
-            _recorder(zhihui).flush_seconds = 3600
+            await _recorder(zhihui).stop()  # its loop: nothing is stored until the app stops
             officer = await zhihui.person("li", Role.FIELD_OFFICER)
             batch = [_fix(30.0, 120.0 + n * 0.0001, T0 - timedelta(seconds=n)) for n in range(250)]
             for start in range(0, 250, 50):
@@ -310,3 +311,26 @@ def _stored_soon(client: ApiClient, path: str, params: dict[str, Any]) -> dict[s
 
 def _recorder(zhihui: InProcess) -> PositionRecorder:
     return zhihui.app.state.positions  # type: ignore[no-any-return]
+
+
+async def test_a_websocket_faster_than_the_store_waits_for_it_instead_of_being_refused(
+    tmp_path: Path,
+) -> None:
+    """R9: past two batches waiting, the websocket reads nothing more until the store catches up
+    (TCP then slows the sender); only a store that stays behind refuses fixes (429)."""
+    clock = ManualClock(T0)
+    async with in_process(f"sqlite:///{tmp_path / 'zhihui.db'}", tmp_path, clock) as zhihui:
+        recorder = _recorder(zhihui)
+        await recorder.stop()  # its loop: the test ticks by hand
+        recorder.max_batch, recorder.max_pending = 10, 25
+        officer = await zhihui.person("li", Role.FIELD_OFFICER)
+        fixes = [_fix(30.0, 120.0, T0 - timedelta(seconds=n)) for n in range(20)]
+        assert (await officer.http.post("/api/positions/batch", json={"positions": fixes})).status_code == 202
+        waiting = asyncio.create_task(recorder.room())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # 20 waiting: a reader would pause here
+        refused = await officer.http.post("/api/positions/batch", json={"positions": fixes[:6]})
+        assert refused.status_code == 429 and "send again shortly" in refused.json()["detail"]
+        await recorder.flush()  # one batch of 10 stored: room again
+        await asyncio.wait_for(waiting, 1)
+        assert recorder.pending == 10
