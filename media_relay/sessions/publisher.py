@@ -87,6 +87,7 @@ class PublisherSession(PeerSession[PublishGrant]):
             if kind is MediaKind.VIDEO:
                 self._video_receiver = transceiver.receiver
         self.codecs = {kind: next(iter(codecs.values())).name for kind, codecs in payload_types.items()}
+        aiortc_compat.receive_directly(self._pc)
         self._retry_task = asyncio.ensure_future(self._retry_lost())
         return answer_sdp
 

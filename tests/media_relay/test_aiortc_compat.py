@@ -108,3 +108,27 @@ async def test_sender_still_has_what_the_packet_output_writes_to() -> None:
             pc.addTransceiver("audio"), on_nack=lambda seqs: None, on_keyframe_request=lambda: None
         )
     await pc.close()
+
+
+async def test_eager_run_finishes_at_once_or_hands_a_real_wait_to_a_task() -> None:
+    """The direct receive path runs aiortc's packet handlers as eager tasks: a handler that never
+    waits is done before ``_run_eagerly`` returns; one that does wait still finishes."""
+    import asyncio
+
+    done: list[str] = []
+
+    async def quick() -> None:
+        done.append("quick")
+
+    async def slow() -> None:
+        await asyncio.sleep(0)
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, "x")
+        done.append(await future)
+
+    aiortc_compat._run_eagerly(quick())
+    assert done == ["quick"]
+    aiortc_compat._run_eagerly(slow())
+    assert done == ["quick"]
+    await asyncio.sleep(0.05)
+    assert done == ["quick", "x"]
