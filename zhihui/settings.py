@@ -135,7 +135,7 @@ class RelaySettings(_Section):
         500, ge=50, le=5000, description="At most one keyframe request per publisher this often."
     )
     health_checks_per_second: float = Field(
-        4.0,
+        2.0,
         gt=0,
         le=100,
         description="Pictures decoded per second, all streams together, to check video health (R8). "
