@@ -30,8 +30,8 @@ from media_relay.forwarding.frames import EncodedFrame, MediaKind
 
 __all__ = ["HISTORY", "RtpForwarder", "RtpOutput", "RtpParameters"]
 
-HISTORY = 1024
-"""Packets kept per viewer for retransmission: about 5 s of 720p at 1.5 Mbit/s."""
+HISTORY = 512
+"""Packets kept per viewer for retransmission: about 3 s of 720p at 1.5 Mbit/s (some 600 kB)."""
 
 _HEADER = struct.Struct("!BBHII")
 
