@@ -48,6 +48,7 @@ from dispatch_server.positions.recorder import PositionRecorder
 from dispatch_server.realtime import views as realtime_views
 from dispatch_server.realtime.bus import Bus, InProcessBus, RedisBus
 from dispatch_server.realtime.hub import Hub
+from dispatch_server.relays import views as relay_views
 from dispatch_server.scheduling.clock import Clock, SystemClock
 from dispatch_server.streams import service as streams
 from dispatch_server.streams import views as stream_views
@@ -136,13 +137,18 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         if not isinstance(event, StreamHealth):
             await _note_stream_on_incidents(context, event, clock)
 
-    relay = create_relay_app(settings, GrantVerifier(context.grants.public_key), events=on_relay_event)
+    # One machine: the relay runs in here. Relays run apart (`zhihui relay`) report to /api/relay/events.
+    relay = (
+        create_relay_app(settings, GrantVerifier(context.grants.public_key), events=on_relay_event)
+        if settings.relay_node.in_process
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await context.db.start()
         await context.bus.start()
-        if settings.redis_url is None:
+        if relay is not None and settings.redis_url is None:
             # One process, one relay: streams still marked live died with the previous run.
             async with context.db.sessions() as db_session:
                 ended = await streams.end_orphaned_streams(
@@ -160,7 +166,8 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         redactions.folder.mkdir(parents=True, exist_ok=True)
         scheduler.start()
         rules.start()
-        relay.state.registry.start()
+        if relay is not None:
+            relay.state.registry.start()
         positions.start()
         try:
             yield
@@ -169,7 +176,8 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             await rules.stop()
             await scheduler.stop()
             # Mounted apps get no lifespan of their own: stop the relay from here.
-            await relay.state.registry.stop()
+            if relay is not None:
+                await relay.state.registry.stop()
             await archive.exports.stop()
             await redactions.stop()
             await context.bus.stop()
@@ -215,10 +223,12 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         archive_redaction_views.router,
         alert_views.router,
         position_views.router,
+        relay_views.router,
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=web_views.STATIC_DIR), name="static")
-    app.mount("/relay", relay, name="relay")
+    if relay is not None:
+        app.mount("/relay", relay, name="relay")
     return app
 
 

@@ -13,6 +13,8 @@ __all__ = [
     "EventSink",
     "RecordingGap",
     "RelayEvent",
+    "RelayReport",
+    "RelayStarted",
     "SegmentSealed",
     "StorageAlert",
     "StreamDown",
@@ -107,3 +109,20 @@ AnyRelayEvent = StreamUp | StreamDown | StreamHealth | SegmentSealed | Recording
 RelayEvent = Annotated[AnyRelayEvent, Field(discriminator="type")]
 
 EventSink = Callable[[AnyRelayEvent], Awaitable[None]]
+
+
+class RelayStarted(BaseModel):
+    """A relay run apart (``zhihui relay``) started, with no streams. Always its first report."""
+
+    type: Literal["relay_started"] = "relay_started"
+    at: datetime
+    left_live: list[str] = Field(default_factory=list, max_length=10_000)
+    """Streams the node's previous run had live when it ended (a crash): they died with it."""
+
+
+class RelayReport(BaseModel):
+    """One event as a relay run apart posts it to the dispatch server (``POST /api/relay/events``),
+    one at a time, in the order they happened."""
+
+    node: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="The relay node's name.")
+    event: Annotated[AnyRelayEvent | RelayStarted, Field(discriminator="type")]

@@ -101,6 +101,34 @@ def up(
     )
 
 
+@app.command()
+def relay(
+    host: Annotated[str | None, typer.Option(help="Listen address (default from settings).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default from settings).")] = None,
+    log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
+) -> None:
+    """Start a media relay alone, as a node of its own (R18): it reports to the dispatch server at
+    relay_node.dispatch_url, with relay_node.secret. Exit code 2: settings missing or not valid."""
+    from media_relay.node import NodeConfigError, create_relay_node_app
+
+    base = _settings()
+    http = base.http.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    settings = base.model_copy(update={"http": http})
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        relay_app = create_relay_node_app(settings)
+    except NodeConfigError as error:
+        console.print(f"[red]{error}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"[bold]Zhihui 指挥[/bold] relay node {settings.relay_node.name!r} is starting")
+    console.print(f"  WHIP/WHEP    http://{settings.http.host}:{settings.http.port}/whip, /whep/<stream>")
+    console.print(f"  Reports to   {settings.relay_node.dispatch_url}")
+    console.print(f"  Recordings   {settings.recording.root.resolve()}")
+    uvicorn.run(relay_app, host=settings.http.host, port=settings.http.port, log_level=log_level)
+
+
 PROGRESS_FROM_FILES = 20  # show a progress bar when checking at least this many files
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "HttpSettings",
     "IceServer",
     "RecordingSettings",
+    "RelayNodeSettings",
     "RelaySettings",
     "Settings",
     "WorkingPeriod",
@@ -160,6 +161,52 @@ class RelaySettings(_Section):
     public_url: str | None = Field(
         None, description="Where clients reach the relay. Unset: '/relay' on the dispatch server."
     )
+
+
+class RelayNodeSettings(_Section):
+    """Relays run as processes of their own (``zhihui relay``, R18), reporting to a dispatch server."""
+
+    in_process: bool = Field(
+        True,
+        description="Dispatch server: run the relay inside it, at '/relay' (one machine). False: relays "
+        "run apart (`zhihui relay`); set relay.public_url to where clients reach the relay.",
+    )
+    name: str = Field(
+        "relay-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Relay: this node's name, unique among the relays of one dispatch server. When it "
+        "starts, the dispatch server ends the streams it still holds live on this node.",
+    )
+    dispatch_url: str | None = Field(
+        None, description="Relay: the dispatch server's base URL, where it reports its events."
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="Shared by the dispatch server and its relays: a relay proves itself with it when it "
+        "reports events. Unset on the dispatch server: it takes no reports from relays run apart.",
+    )
+    grant_public_key_file: Path | None = Field(
+        None,
+        description="Relay: the dispatch server's grant public key (PEM). Unset: fetched from the "
+        "dispatch server at start (GET /api/grants/public-key).",
+    )
+    retry_max_seconds: float = Field(
+        5.0, gt=0, le=300, description="Relay: the longest wait between tries to reach the dispatch server."
+    )
+    max_pending_events: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Relay: events kept while the dispatch server is unreachable; past it the oldest are "
+        "dropped, logged and counted (the catalog is rebuilt from the manifests on the dispatch's start).",
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the relay secret must be at least 16 characters")
+        return value
 
 
 class RecordingSettings(_Section):
@@ -376,6 +423,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     auth: AuthSettings = AuthSettings()
     relay: RelaySettings = RelaySettings()
+    relay_node: RelayNodeSettings = RelayNodeSettings()
     recording: RecordingSettings = RecordingSettings()
     escalation: EscalationSettings = EscalationSettings()
     alerts: AlertSettings = AlertSettings()

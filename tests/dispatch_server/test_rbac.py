@@ -275,6 +275,11 @@ MATRIX: dict[tuple[str, str], Row] = {
         allow(200, {"field_officer"}), body=lambda w, c: {"device": "phone"}
     ),
     ("POST", "/api/grants/view"): Row(allow(200, WATCH), body=lambda w, c: {"stream_ids": [w.stream_id]}),
+    ("GET", "/api/grants/public-key"): Row({column: 200 for column in COLUMNS}),  # public: relays verify
+    ("POST", "/api/relay/events"): Row(  # relay nodes only, with their shared secret: no person at all
+        {column: 401 for column in COLUMNS},
+        body=lambda w, c: {"node": "rbac", "event": {"type": "relay_started", "at": "2026-01-01T00:00:00Z"}},
+    ),
     ("GET", "/api/streams"): Row(allow(200, WATCH)),
     ("POST", "/api/directives"): Row(
         allow(201, COMMAND),
@@ -445,7 +450,8 @@ def _user_add(
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with running_zhihui(tmp_path_factory.mktemp("rbac")) as zhihui:
+    relay_secret = {"ZHIHUI_RELAY_NODE__SECRET": secrets.token_urlsafe(24)}  # relays may report
+    with running_zhihui(tmp_path_factory.mktemp("rbac"), **relay_secret) as zhihui:
         assert zhihui.admin_password is not None
         admin = ApiClient(zhihui.base_url, "admin", zhihui.admin_password)
         usernames = {role: f"{role.replace('_', '-')}-1" for role in ROLES}
