@@ -57,6 +57,7 @@ class ViewerSession(PeerSession[ViewGrant]):
                 + ", ".join(f"{k.value} {c}" for k, c in self.stream.codecs.items())
             ) from None
         answer_sdp = await answer(self._pc, self._settings)
+        aiortc_compat.receive_directly(self._pc)  # its RTCP: reports, NACKs, PLIs
         request_keyframe = self.stream.keyframes.request
         for kind, transceiver in transceivers.items():
             try:
