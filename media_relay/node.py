@@ -6,10 +6,12 @@ server at start) and reports its events to the dispatch server over HTTP (:mod:`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -17,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
 
 from media_relay.app import create_relay_app
+from media_relay.events import RecordingGap, SegmentSealed
+from media_relay.recording.catalog import manifest_events
+from media_relay.recording.verify import find_streams
 from media_relay.reporter import HttpReporter, LiveStreamsFile
 from zhihui.grants import GrantVerifier
 from zhihui.settings import Settings
@@ -89,7 +94,10 @@ def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reporter.start()  # first, so that 'relay_started' goes before anything this run reports
+        left_live = reporter.start()  # first: 'relay_started' goes before anything this run reports
+        if left_live:
+            # What a crash left: the segments sealed on start and any whose report died with it.
+            await _report_manifests(reporter, settings.recording.root, left_live)
         try:
             async with relay_lifespan(app):
                 yield
@@ -98,3 +106,16 @@ def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0)
 
     app.router.lifespan_context = lifespan
     return app
+
+
+async def _report_manifests(reporter: HttpReporter, root: Path, stream_ids: list[str]) -> None:
+    """Report every entry of these streams' manifests again (the catalog takes each only once)."""
+    folders = await asyncio.to_thread(find_streams, root)
+    for stream_id in stream_ids:
+        if stream_id in folders:
+            for event in await asyncio.to_thread(_manifest_events, folders[stream_id], root):
+                await reporter(event)
+
+
+def _manifest_events(folder: Path, root: Path) -> list[SegmentSealed | RecordingGap]:
+    return list(manifest_events(folder, root))

@@ -112,10 +112,12 @@ class HttpReporter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def start(self) -> None:
+    def start(self) -> list[str]:
+        """Queue ``relay_started`` and start posting; return the streams the previous run left live."""
         left_live = self._live_file.take_previous() if self._live_file is not None else []
         self._enqueue(RelayStarted(at=datetime.now(UTC), left_live=left_live))
         self._task = asyncio.get_running_loop().create_task(self._run())
+        return left_live
 
     async def __call__(self, event: AnyRelayEvent) -> None:
         if self._live_file is not None:
@@ -143,7 +145,11 @@ class HttpReporter:
 
     def _enqueue(self, event: AnyRelayEvent | RelayStarted) -> None:
         if len(self._pending) >= self._max_pending:
-            oldest = self._pending.popleft()
+            # The oldest goes, unless it is 'relay_started': the one that ends the crashed streams.
+            first = self._pending.popleft()
+            oldest = self._pending.popleft() if isinstance(first, RelayStarted) and self._pending else first
+            if oldest is not first:
+                self._pending.appendleft(first)
             self.dropped += 1
             logger.error(
                 "relay event %s dropped: %d waiting for the dispatch server (%d dropped so far)",
