@@ -13,6 +13,7 @@ from dispatch_server.alerts.models import AlertKind
 from dispatch_server.alerts.schemas import AlertNoteIn, AlertOut, AlertPage, SosIn
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import Ctx, DbSession, Now, require_roles
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 from dispatch_server.realtime import eventlog
 
@@ -31,14 +32,14 @@ async def list_alerts(
     _user: Handler,
     state: Annotated[Literal["open", "all"], Query(description="Only the unresolved ones, or all.")] = "open",
     kind: AlertKind | None = None,
-    incident_id: int | None = None,
-    field_operation_id: int | None = None,
-    person_id: Annotated[int | None, Query(description="Only alerts about this person.")] = None,
+    incident_id: Id | None = None,
+    field_operation_id: Id | None = None,
+    person_id: Annotated[Id | None, Query(description="Only alerts about this person.")] = None,
     since: Annotated[
         AwareDatetime | None, Query(description="Only alerts raised at or after this (a time with its zone).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> AlertPage:
     items, total = await service.list_alerts(
         db_session=db_session,
@@ -57,7 +58,7 @@ async def list_alerts(
 
 
 @router.get("/{alert_id}", response_model=AlertOut, summary="One alert")
-async def get_alert(alert_id: int, db_session: DbSession, _user: Handler) -> AlertOut:
+async def get_alert(alert_id: Id, db_session: DbSession, _user: Handler) -> AlertOut:
     return AlertOut.model_validate(await service.get(db_session=db_session, alert_id=alert_id))
 
 
@@ -67,7 +68,7 @@ async def get_alert(alert_id: int, db_session: DbSession, _user: Handler) -> Ale
     summary="Acknowledge an alert (again: no change)",
 )
 async def acknowledge(
-    alert_id: int,
+    alert_id: Id,
     body: AlertNoteIn,
     request: Request,
     context: Ctx,
@@ -89,7 +90,7 @@ async def acknowledge(
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut, summary="Resolve an alert (again: no change)")
 async def resolve(
-    alert_id: int,
+    alert_id: Id,
     body: AlertNoteIn,
     request: Request,
     context: Ctx,

@@ -25,6 +25,7 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Conflict, DomainError, NotFound
+from dispatch_server.ids import Id
 from dispatch_server.people.models import Person, Role
 
 __all__ = ["RedactionIn", "RedactionOut", "router"]
@@ -151,7 +152,7 @@ async def create_redaction(
     return _out(redaction)
 
 
-async def _visible(db_session: DbSession, user: Person, redaction_id: int) -> Redaction:
+async def _visible(db_session: DbSession, user: Person, redaction_id: Id) -> Redaction:
     redaction = await db_session.get(Redaction, redaction_id)
     if redaction is None or (redaction.requested_by != user.id and user.role not in SEE_ALL):
         raise NotFound(f"there is no redaction {redaction_id}")
@@ -183,7 +184,7 @@ async def list_redactions(
     response_model_by_alias=True,
     summary="A redaction's progress and sources",
 )
-async def get_redaction(redaction_id: int, db_session: DbSession, user: CurrentUser) -> RedactionOut:
+async def get_redaction(redaction_id: Id, db_session: DbSession, user: CurrentUser) -> RedactionOut:
     return _out(await _visible(db_session, user, redaction_id))
 
 
@@ -191,7 +192,7 @@ async def get_redaction(redaction_id: int, db_session: DbSession, user: CurrentU
     "/api/redactions/{redaction_id}/ticket", response_model=TicketOut, summary="A ticket to download a copy"
 )
 async def redaction_ticket(
-    redaction_id: int, request: Request, db_session: DbSession, user: CurrentUser
+    redaction_id: Id, request: Request, db_session: DbSession, user: CurrentUser
 ) -> TicketOut:
     redaction = await _visible(db_session, user, redaction_id)
     object = f"redaction:{redaction.id}"
@@ -206,7 +207,7 @@ async def redaction_ticket(
     summary="The redacted copy (WebM or MP4; plays in a browser)",
 )
 async def download_redaction(
-    redaction_id: int,
+    redaction_id: Id,
     request: Request,
     context: Ctx,
     db_session: DbSession,

@@ -16,6 +16,7 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, Now
 from dispatch_server.errors import Conflict, DomainError
+from dispatch_server.ids import Id
 from dispatch_server.people.models import COMMAND_ROLES, Role
 from dispatch_server.people.schemas import UserOut
 
@@ -71,7 +72,7 @@ async def list_holds(
     stream_id: Annotated[
         str | None, Query(max_length=96, description="Holds that apply to this stream (its incidents' too)")
     ] = None,
-    incident_id: int | None = None,
+    incident_id: Id | None = None,
 ) -> list[HoldOut]:
     object = f"stream:{stream_id}" if stream_id else f"incident:{incident_id}" if incident_id else "holds"
     actor = await _allow(context, request, user, ARCHIVE_ROLES, AuditAction.ARCHIVE_RETENTION, object)
@@ -123,7 +124,7 @@ async def place_hold(
 
 @router.post("/api/holds/{hold_id}/lift", response_model=HoldOut, summary="Lift an evidence hold")
 async def lift_hold(
-    hold_id: int,
+    hold_id: Id,
     body: LiftIn,
     request: Request,
     context: Ctx,

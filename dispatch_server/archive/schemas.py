@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 
 
@@ -57,7 +58,7 @@ class ExportIn(BaseModel):
     stream_ids: list[str] = Field(default_factory=list, max_length=64)
     from_: datetime | None = Field(None, alias="from")
     to: datetime | None = None
-    officer_ids: list[int] = Field(default_factory=list, max_length=64)
+    officer_ids: list[Id] = Field(default_factory=list, max_length=64)
 
 
 class ExportOut(BaseModel):
@@ -99,7 +100,7 @@ class HoldIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stream_id: str | None = Field(None, max_length=96, description="Hold this stream's recording, or")
-    incident_id: int | None = Field(None, description="every recording of this incident (name one).")
+    incident_id: Id | None = Field(None, description="every recording of this incident (name one).")
     reason: str = Field("", max_length=2000, description="Why (3 characters at least): the case, the order.")
 
 

@@ -40,6 +40,7 @@ from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of, client_address
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
+from dispatch_server.ids import Id
 from dispatch_server.people.models import COMMAND_ROLES, WATCH_ROLES, Person, Role
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.web.views import STATIC_DIR
@@ -166,7 +167,7 @@ async def search_recordings(
     context: Ctx,
     db_session: DbSession,
     user: CurrentUser,
-    officer_id: Annotated[list[int] | None, Query()] = None,
+    officer_id: Annotated[list[Id] | None, Query()] = None,
     stream_id: Annotated[list[str] | None, Query()] = None,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: datetime | None = None,
@@ -375,7 +376,7 @@ async def create_export(
     return _export_out(export)
 
 
-async def _own_export(db_session: DbSession, user: Person, export_id: int) -> Export:
+async def _own_export(db_session: DbSession, user: Person, export_id: Id) -> Export:
     export = await db_session.get(Export, export_id)
     if export is None or (export.requested_by != user.id and user.role not in (Role.ADMIN, Role.LEADER)):
         raise NotFound(f"there is no export {export_id}")
@@ -383,7 +384,7 @@ async def _own_export(db_session: DbSession, user: Person, export_id: int) -> Ex
 
 
 @router.get("/api/exports/{export_id}", response_model=ExportOut, summary="An export's progress")
-async def get_export(export_id: int, db_session: DbSession, user: CurrentUser) -> ExportOut:
+async def get_export(export_id: Id, db_session: DbSession, user: CurrentUser) -> ExportOut:
     return _export_out(await _own_export(db_session, user, export_id))
 
 
@@ -397,7 +398,7 @@ async def list_exports(db_session: DbSession, user: CurrentUser) -> list[ExportO
 
 @router.post("/api/exports/{export_id}/ticket", response_model=TicketOut, summary="A ticket to download")
 async def download_ticket(
-    export_id: int, request: Request, db_session: DbSession, user: CurrentUser
+    export_id: Id, request: Request, db_session: DbSession, user: CurrentUser
 ) -> TicketOut:
     export = await _own_export(db_session, user, export_id)
     ticket, expires_at = _archive(request).tickets.issue(person_id=user.id, object=f"export:{export.id}")
@@ -407,7 +408,7 @@ async def download_ticket(
 
 @router.get("/api/exports/{export_id}/download", response_class=FileResponse, summary="The package (zip)")
 async def download_export(
-    export_id: int,
+    export_id: Id,
     request: Request,
     context: Ctx,
     db_session: DbSession,

@@ -12,6 +12,7 @@ from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.schemas import AuditEventOut, AuditPage, ChainProblemOut, ChainReportOut
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Forbidden
+from dispatch_server.ids import BigId, Id
 from dispatch_server.people.models import Person, Role
 
 __all__ = ["AUDIT_ROLES", "actor_of", "client_address", "router"]
@@ -49,8 +50,8 @@ async def list_audit(
     db_session: DbSession,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, description="Rows older than this id.")] = None,
-    actor_id: int | None = None,
+    before_id: Annotated[BigId | None, Query(description="Rows older than this id.")] = None,
+    actor_id: Id | None = None,
     action: Annotated[str | None, Query(max_length=48, description="Exact, or a prefix with *")] = None,
     object: Annotated[str | None, Query(max_length=256, description="Exact, or a prefix with *")] = None,
     outcome: Outcome | None = None,

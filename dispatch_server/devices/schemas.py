@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.devices.models import DeviceKind, DeviceStatus
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 
 SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
@@ -16,7 +17,7 @@ class DeviceIn(BaseModel):
     kind: DeviceKind
     serial: str = Field(pattern=SERIAL, description="Letters, digits, '.', '_', '/' or '-'; unique.")
     label: str = Field("", max_length=128)
-    person_id: int | None = Field(None, description="Whom it is issued to; unset: on the shelf.")
+    person_id: Id | None = Field(None, description="Whom it is issued to; unset: on the shelf.")
     status: DeviceStatus = DeviceStatus.IN_SERVICE
 
 
@@ -28,7 +29,7 @@ class DevicePatch(BaseModel):
     kind: DeviceKind | None = None
     serial: str | None = Field(None, pattern=SERIAL)
     label: str | None = Field(None, max_length=128)
-    person_id: int | None = None
+    person_id: Id | None = None
     status: DeviceStatus | None = None
 
 

@@ -11,6 +11,7 @@ from dispatch_server.auth.deps import DbSession, Now, require_roles
 from dispatch_server.devices import service
 from dispatch_server.devices.models import DeviceKind, DeviceStatus
 from dispatch_server.devices.schemas import DeviceIn, DeviceOut, DevicePage, DevicePatch
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -20,7 +21,7 @@ Admin = Annotated[Person, Depends(require_roles(Role.ADMIN))]
 
 
 async def _audit(
-    db_session: DbSession, request: Request, user: Person, action: AuditAction, device_id: int, detail: Any
+    db_session: DbSession, request: Request, user: Person, action: AuditAction, device_id: Id, detail: Any
 ) -> None:
     await audit.record(
         db_session=db_session,
@@ -38,12 +39,12 @@ async def list_devices(
     _user: Reader,
     kind: DeviceKind | None = None,
     status: DeviceStatus | None = None,
-    person_id: Annotated[int | None, Query(description="Only devices issued to this person.")] = None,
-    unit_id: Annotated[int | None, Query(description="Only those issued to people of this unit.")] = None,
+    person_id: Annotated[Id | None, Query(description="Only devices issued to this person.")] = None,
+    unit_id: Annotated[Id | None, Query(description="Only those issued to people of this unit.")] = None,
     issued: Annotated[bool | None, Query(description="true: issued to someone; false: on the shelf.")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the serial or label.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> DevicePage:
     devices, total = await service.list_devices(
         db_session=db_session,
@@ -74,13 +75,13 @@ async def create_device(
 
 
 @router.get("/{device_id}", response_model=DeviceOut, summary="One device")
-async def get_device(device_id: int, db_session: DbSession, _user: Reader) -> DeviceOut:
+async def get_device(device_id: Id, db_session: DbSession, _user: Reader) -> DeviceOut:
     return DeviceOut.model_validate(await service.get(db_session=db_session, device_id=device_id))
 
 
 @router.patch("/{device_id}", response_model=DeviceOut, summary="Issue, take back or change a device")
 async def update_device(
-    device_id: int, body: DevicePatch, request: Request, now: Now, db_session: DbSession, user: Admin
+    device_id: Id, body: DevicePatch, request: Request, now: Now, db_session: DbSession, user: Admin
 ) -> DeviceOut:
     device, changed = await service.update(
         db_session=db_session, device_id=device_id, changes=body.model_dump(exclude_unset=True), now=now
@@ -93,7 +94,7 @@ async def update_device(
 
 
 @router.delete("/{device_id}", status_code=204, summary="Remove a device registered by mistake")
-async def delete_device(device_id: int, request: Request, db_session: DbSession, user: Admin) -> Response:
+async def delete_device(device_id: Id, request: Request, db_session: DbSession, user: Admin) -> Response:
     device = await service.delete(db_session=db_session, device_id=device_id)
     detail = {"kind": device.kind.value, "serial": device.serial}
     await _audit(db_session, request, user, AuditAction.DEVICE_DELETE, device_id, detail)

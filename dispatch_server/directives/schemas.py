@@ -15,6 +15,7 @@ from pydantic import (
 
 from dispatch_server.db import utcnow
 from dispatch_server.directives.models import DirectiveOrigin, TargetScope, TargetState, is_overdue
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.units.schemas import UnitRef
 
@@ -22,17 +23,17 @@ from dispatch_server.units.schemas import UnitRef
 class DirectiveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_ids: list[int] = Field(
+    target_ids: list[Id] = Field(
         default_factory=list,
         max_length=500,
         description="People to send it to. Empty with a unit_id: everyone in the unit; empty with only "
         "an incident_id: everyone on the incident.",
     )
-    unit_id: int | None = Field(
+    unit_id: Id | None = Field(
         None,
         description="Send it to everyone in this unit and its sub-units, as they are when it is issued.",
     )
-    incident_id: int | None = Field(None, description="The incident it belongs to.")
+    incident_id: Id | None = Field(None, description="The incident it belongs to.")
     text: str = Field(min_length=1, max_length=2000, description="What they must do.")
     ack_deadline_seconds: int = Field(
         120,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, Now, require_roles
 from dispatch_server.directives import service
 from dispatch_server.directives.schemas import DirectiveIn, DirectiveOut
+from dispatch_server.ids import Id
 from dispatch_server.people.models import Person
 from dispatch_server.realtime import eventlog
 
@@ -39,7 +40,7 @@ async def issue(
 
 @router.get("", response_model=list[DirectiveOut], summary="Directives I issued or received")
 async def list_directives(
-    db_session: DbSession, now: Now, user: CurrentUser, incident_id: int | None = None
+    db_session: DbSession, now: Now, user: CurrentUser, incident_id: Id | None = None
 ) -> list[DirectiveOut]:
     directives = await service.list_for(db_session=db_session, person=user, incident_id=incident_id)
     return [service.describe(d, now) for d in directives]
@@ -47,7 +48,7 @@ async def list_directives(
 
 @router.post("/{directive_id}/ack", response_model=DirectiveOut, summary="Acknowledge a directive")
 async def acknowledge(
-    directive_id: int, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
+    directive_id: Id, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
     directive, events = await service.acknowledge(
         db_session=db_session, directive_id=directive_id, person_id=user.id, now=now
@@ -63,7 +64,7 @@ async def acknowledge(
     responses={409: {"description": "Not acknowledged yet"}},
 )
 async def complete(
-    directive_id: int, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
+    directive_id: Id, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
     directive, events = await service.complete(
         db_session=db_session, directive_id=directive_id, person_id=user.id, now=now

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatch_server.duty.models import LogKind
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 
 POST_KEY = r"^[a-z0-9][a-z0-9-]{0,47}$"
@@ -40,7 +41,7 @@ class PostOut(BaseModel):
 
 
 class ShiftIn(_In):
-    person_id: int
+    person_id: Id
     post: str = Field(pattern=POST_KEY, description="A post key from GET /api/duty/posts.")
     starts_at: AwareDatetime = Field(description="ISO 8601 with a zone (stored in UTC).")
     ends_at: AwareDatetime
@@ -50,7 +51,7 @@ class ShiftIn(_In):
 class ShiftPatch(_In):
     """Fields to change; those left out stay as they are. Only shifts that have not started."""
 
-    person_id: int | None = None
+    person_id: Id | None = None
     post: str | None = Field(None, pattern=POST_KEY)
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
@@ -106,19 +107,19 @@ class SignInOut(BaseModel):
 
 class ItemIn(_In):
     text: str = Field(min_length=1, max_length=2000)
-    directive_id: int | None = None
-    incident_id: int | None = None
-    alert_id: int | None = None
+    directive_id: Id | None = None
+    incident_id: Id | None = None
+    alert_id: Id | None = None
 
 
 class HandoverIn(_In):
     post: str = Field(pattern=POST_KEY)
     notes: str = Field(min_length=1, max_length=8000)
-    to_person_id: int | None = Field(
+    to_person_id: Id | None = Field(
         None, description="Who takes over. Unset: the next person rostered on the post, else anyone."
     )
     items: list[ItemIn] = Field(default_factory=list, max_length=100, description="New open items.")
-    close_item_ids: list[int] = Field(
+    close_item_ids: list[Id] = Field(
         default_factory=list, max_length=100, description="Open items of the post done before handing over."
     )
 
@@ -163,9 +164,7 @@ class HandoverOut(BaseModel):
 class LogEntryIn(_In):
     kind: LogKind
     text: str = Field(min_length=1, max_length=8000)
-    corrects_id: int | None = Field(
-        None, description="The entry this one corrects (the newest of its chain)."
-    )
+    corrects_id: Id | None = Field(None, description="The entry this one corrects (the newest of its chain).")
 
 
 class LogEntryOut(BaseModel):

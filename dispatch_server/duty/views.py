@@ -32,6 +32,7 @@ from dispatch_server.duty.schemas import (
     SignInIn,
     SignInOut,
 )
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import Person
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.realtime import eventlog
@@ -110,10 +111,10 @@ async def list_shifts(
     week: Annotated[date | None, Query(description="Any day of the week (Monday to Sunday) wanted.")] = None,
     from_: Annotated[datetime | None, Query(alias="from", description="Shifts ending after this.")] = None,
     to: Annotated[datetime | None, Query(description="Shifts starting before this.")] = None,
-    person_id: int | None = None,
+    person_id: Id | None = None,
     post: Annotated[str | None, POST_QUERY] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> ShiftPage:
     since, until = service.day_window(_duty(context), day, week)
     since = max(filter(None, (since, from_)), default=None)
@@ -153,13 +154,13 @@ async def create_shift(
 
 
 @router.get("/api/duty/shifts/{shift_id}", response_model=ShiftOut, summary="One shift")
-async def get_shift(shift_id: int, db_session: DbSession, _user: Runner) -> ShiftOut:
+async def get_shift(shift_id: Id, db_session: DbSession, _user: Runner) -> ShiftOut:
     return ShiftOut.model_validate(await service.get_shift(db_session=db_session, shift_id=shift_id))
 
 
 @router.patch("/api/duty/shifts/{shift_id}", response_model=ShiftOut, summary="Change a shift still to come")
 async def change_shift(
-    shift_id: int,
+    shift_id: Id,
     body: ShiftPatch,
     request: Request,
     context: Ctx,
@@ -181,7 +182,7 @@ async def change_shift(
 
 @router.delete("/api/duty/shifts/{shift_id}", status_code=204, summary="Remove a shift still to come")
 async def delete_shift(
-    shift_id: int, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Planner
+    shift_id: Id, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Planner
 ) -> Response:
     events = await service.delete_shift(
         db_session=db_session, actor=actor_of(user, request), shift_id=shift_id, now=now
@@ -240,11 +241,11 @@ async def list_sign_ins(
     db_session: DbSession,
     _user: Runner,
     day: Day = None,
-    person_id: int | None = None,
+    person_id: Id | None = None,
     post: Annotated[str | None, POST_QUERY] = None,
     open: Annotated[bool, Query(description="Only those still signed in.")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> list[SignInOut]:
     since, until = service.day_window(_duty(context), day, None)
     rows = await service.list_sign_ins(
@@ -292,7 +293,7 @@ async def list_handovers(
     pending: Annotated[bool | None, Query(description="true: not accepted yet; false: accepted.")] = None,
     day: Day = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> list[HandoverOut]:
     since, until = service.day_window(_duty(context), day, None)
     rows = await handovers.list_handovers(
@@ -308,7 +309,7 @@ async def list_handovers(
 
 
 @router.get("/api/duty/handovers/{handover_id}", response_model=HandoverOut, summary="One handover")
-async def get_handover(handover_id: int, db_session: DbSession, _user: Runner) -> HandoverOut:
+async def get_handover(handover_id: Id, db_session: DbSession, _user: Runner) -> HandoverOut:
     return HandoverOut.model_validate(
         await handovers.get_handover(db_session=db_session, handover_id=handover_id)
     )
@@ -318,7 +319,7 @@ async def get_handover(handover_id: int, db_session: DbSession, _user: Runner) -
     "/api/duty/handovers/{handover_id}/accept", response_model=HandoverOut, summary="Take over (idempotent)"
 )
 async def accept_handover(
-    handover_id: int, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Runner
+    handover_id: Id, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Runner
 ) -> HandoverOut:
     handover, events = await handovers.accept_handover(
         db_session=db_session,
@@ -339,7 +340,7 @@ async def list_items(
     post: Annotated[str | None, POST_QUERY] = None,
     open: Annotated[bool, Query(description="false: closed ones too.")] = True,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> list[ItemOut]:
     rows = await handovers.list_items(
         db_session=db_session, seat=post, open_only=open, limit=limit, offset=offset
@@ -351,7 +352,7 @@ async def list_items(
     "/api/duty/items/{item_id}/close", response_model=ItemOut, summary="Close an open item (idempotent)"
 )
 async def close_item(
-    item_id: int,
+    item_id: Id,
     request: Request,
     context: Ctx,
     now: Now,
@@ -382,9 +383,9 @@ async def list_log(
     day: Day = None,
     q: Annotated[str | None, Query(max_length=100, description="Words in the entry.")] = None,
     kind: LogKind | None = None,
-    author_id: int | None = None,
+    author_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> LogPage:
     since, until = service.day_window(_duty(context), day, None)
     rows, total = await duty_log.list_log(

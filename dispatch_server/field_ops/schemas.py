@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatch_server.field_ops.models import FieldOperationStatus
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 
 
@@ -13,13 +14,13 @@ class FieldOperationIn(BaseModel):
 
     case_number: str = Field(min_length=1, max_length=64, description="The case it enforces.")
     place: str = Field(min_length=1, max_length=200, description="Where the team goes.")
-    team_ids: list[int] = Field(min_length=1, max_length=50, description="The field officers who go.")
+    team_ids: list[Id] = Field(min_length=1, max_length=50, description="The field officers who go.")
     planned_start: AwareDatetime
     planned_end: AwareDatetime = Field(description="After planned_start, and not in the past.")
     streaming_required: bool = Field(
         True, description="The team's cameras must stream throughout (R8): alerts when they do not."
     )
-    incident_id: int | None = Field(None, description="The incident it belongs to, if any.")
+    incident_id: Id | None = Field(None, description="The incident it belongs to, if any.")
 
 
 class FieldOperationEndIn(BaseModel):

@@ -16,6 +16,7 @@ from dispatch_server.field_ops.schemas import (
     FieldOperationOut,
     FieldOperationPage,
 )
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import Person
 from dispatch_server.realtime import eventlog
 
@@ -55,11 +56,11 @@ async def list_field_operations(
     db_session: DbSession,
     user: Reader,
     status: FieldOperationStatus | None = None,
-    incident_id: int | None = None,
-    person_id: Annotated[int | None, Query(description="Only those this officer is on.")] = None,
+    incident_id: Id | None = None,
+    person_id: Annotated[Id | None, Query(description="Only those this officer is on.")] = None,
     case_number: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> FieldOperationPage:
     items, total = await service.list_visible(
         db_session=db_session,
@@ -78,7 +79,7 @@ async def list_field_operations(
 
 @router.get("/{field_operation_id}", response_model=FieldOperationOut, summary="One field operation")
 async def get_field_operation(
-    field_operation_id: int, db_session: DbSession, user: Reader
+    field_operation_id: Id, db_session: DbSession, user: Reader
 ) -> FieldOperationOut:
     operation = await service.get_visible(
         db_session=db_session, person=user, field_operation_id=field_operation_id
@@ -90,7 +91,7 @@ async def get_field_operation(
     "/{field_operation_id}/start", response_model=FieldOperationOut, summary="The team sets out: supervise it"
 )
 async def start(
-    field_operation_id: int, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Reader
+    field_operation_id: Id, request: Request, context: Ctx, now: Now, db_session: DbSession, user: Reader
 ) -> FieldOperationOut:
     operation, events = await service.start(
         db_session=db_session,
@@ -105,7 +106,7 @@ async def start(
 
 @router.post("/{field_operation_id}/end", response_model=FieldOperationOut, summary="The team is back")
 async def end(
-    field_operation_id: int,
+    field_operation_id: Id,
     body: FieldOperationEndIn,
     request: Request,
     context: Ctx,

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from dispatch_server.auth.deps import DbSession, Now, require_roles
+from dispatch_server.ids import Count, Id
 from dispatch_server.incidents import service
 from dispatch_server.incidents.models import IncidentKind, IncidentStatus
 from dispatch_server.incidents.schemas import (
@@ -51,10 +52,10 @@ async def list_incidents(
     status: IncidentStatus | None = None,
     kind: IncidentKind | None = None,
     case_number: Annotated[str | None, Query(max_length=64)] = None,
-    officer_id: Annotated[int | None, Query(description="Only incidents this officer is on.")] = None,
+    officer_id: Annotated[Id | None, Query(description="Only incidents this officer is on.")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Words in the title or place.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> IncidentPage:
     items, total = await service.list_visible(
         db_session=db_session,
@@ -73,7 +74,7 @@ async def list_incidents(
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, summary="One incident")
-async def get_incident(incident_id: int, db_session: DbSession, user: Reader) -> IncidentOut:
+async def get_incident(incident_id: Id, db_session: DbSession, user: Reader) -> IncidentOut:
     return IncidentOut.model_validate(
         await service.get_visible(db_session=db_session, person=user, incident_id=incident_id)
     )
@@ -81,7 +82,7 @@ async def get_incident(incident_id: int, db_session: DbSession, user: Reader) ->
 
 @router.patch("/{incident_id}", response_model=IncidentOut, summary="Change, close or reopen an incident")
 async def update_incident(
-    incident_id: int, body: IncidentPatch, now: Now, db_session: DbSession, user: Manager
+    incident_id: Id, body: IncidentPatch, now: Now, db_session: DbSession, user: Manager
 ) -> IncidentOut:
     incident = await service.update(
         db_session=db_session,
@@ -95,7 +96,7 @@ async def update_incident(
 
 @router.post("/{incident_id}/officers", response_model=IncidentOut, summary="Put officers on an incident")
 async def assign_officers(
-    incident_id: int, body: PeopleIn, now: Now, db_session: DbSession, user: Manager
+    incident_id: Id, body: PeopleIn, now: Now, db_session: DbSession, user: Manager
 ) -> IncidentOut:
     incident = await service.assign(
         db_session=db_session,
@@ -111,7 +112,7 @@ async def assign_officers(
     "/{incident_id}/officers/{person_id}", response_model=IncidentOut, summary="Take an officer off"
 )
 async def unassign_officer(
-    incident_id: int, person_id: int, now: Now, db_session: DbSession, user: Manager
+    incident_id: Id, person_id: Id, now: Now, db_session: DbSession, user: Manager
 ) -> IncidentOut:
     incident = await service.unassign(
         db_session=db_session,
@@ -124,7 +125,7 @@ async def unassign_officer(
 
 
 @router.get("/{incident_id}/shares", response_model=list[UserOut], summary="Who outside it is shared with")
-async def list_shares(incident_id: int, db_session: DbSession, user: Commander) -> list[UserOut]:
+async def list_shares(incident_id: Id, db_session: DbSession, user: Commander) -> list[UserOut]:
     await service.get_visible(db_session=db_session, person=user, incident_id=incident_id)
     return [
         UserOut.model_validate(p)
@@ -136,7 +137,7 @@ async def list_shares(incident_id: int, db_session: DbSession, user: Commander) 
     "/{incident_id}/shares", response_model=list[UserOut], summary="Share with upper-court observers"
 )
 async def share_incident(
-    incident_id: int, body: PeopleIn, now: Now, db_session: DbSession, user: Commander
+    incident_id: Id, body: PeopleIn, now: Now, db_session: DbSession, user: Commander
 ) -> list[UserOut]:
     shared = await service.share(
         db_session=db_session,
@@ -150,7 +151,7 @@ async def share_incident(
 
 @router.delete("/{incident_id}/shares/{person_id}", status_code=204, summary="Stop sharing")
 async def unshare_incident(
-    incident_id: int, person_id: int, now: Now, db_session: DbSession, user: Commander
+    incident_id: Id, person_id: Id, now: Now, db_session: DbSession, user: Commander
 ) -> Response:
     await service.unshare(
         db_session=db_session,
@@ -168,10 +169,10 @@ async def unshare_incident(
     summary="Everything that happened on an incident, oldest first, a page at a time",
 )
 async def get_timeline(
-    incident_id: int,
+    incident_id: Id,
     db_session: DbSession,
     user: Reader,
-    after: Annotated[int, Query(ge=0, description="The last entry id already seen.")] = 0,
+    after: Annotated[Count, Query(description="The last entry id already seen.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> TimelinePage:
     await service.get_visible(db_session=db_session, person=user, incident_id=incident_id)
@@ -184,7 +185,7 @@ async def get_timeline(
 
 @router.post("/{incident_id}/notes", response_model=TimelineEntryOut, status_code=201, summary="Add a note")
 async def add_note(
-    incident_id: int, body: NoteIn, now: Now, db_session: DbSession, user: NoteTaker
+    incident_id: Id, body: NoteIn, now: Now, db_session: DbSession, user: NoteTaker
 ) -> TimelineEntryOut:
     entry = await service.add_note(
         db_session=db_session, author=user, incident_id=incident_id, text=body.text, now=now

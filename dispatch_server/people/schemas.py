@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch_server.ids import Id
 from dispatch_server.people.models import Role
 
 
@@ -36,7 +37,7 @@ class PersonIn(BaseModel):
     password: str = Field(
         min_length=8, max_length=256, description="At least 8 characters; kept as an argon2 hash."
     )
-    unit_id: int | None = Field(None, description="The unit the person belongs to (R15).")
+    unit_id: Id | None = Field(None, description="The unit the person belongs to (R15).")
 
 
 class PersonPatch(BaseModel):
@@ -45,7 +46,7 @@ class PersonPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(None, min_length=1, max_length=128)
-    unit_id: int | None = None
+    unit_id: Id | None = None
     active: bool | None = Field(
         None, description="false disables the account: no sign-in, and its sign-ins stop renewing at once."
     )

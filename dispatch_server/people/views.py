@@ -9,6 +9,7 @@ from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import Ctx, DbSession, Now, require_roles
 from dispatch_server.errors import Invalid
+from dispatch_server.ids import Id
 from dispatch_server.people import service
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 from dispatch_server.people.schemas import PersonIn, PersonOut, PersonPatch, UserOut
@@ -25,7 +26,7 @@ async def list_people(
     db_session: DbSession,
     user: Annotated[Person, Depends(require_roles(*WATCH_ROLES))],
     role: Role | None = None,
-    unit_id: Annotated[int | None, Query(description="Only people of this unit or its sub-units.")] = None,
+    unit_id: Annotated[Id | None, Query(description="Only people of this unit or its sub-units.")] = None,
     include_disabled: Annotated[bool, Query(description="Disabled accounts too (admins only).")] = False,
 ) -> list[PersonOut]:
     subtree = None
@@ -72,7 +73,7 @@ async def create_person(body: PersonIn, request: Request, db_session: DbSession,
     summary="Rename, move to a unit, disable or enable an account (admins only)",
 )
 async def update_person(
-    person_id: int,
+    person_id: Id,
     body: PersonPatch,
     request: Request,
     context: Ctx,

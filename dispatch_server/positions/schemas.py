@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from dispatch_server.ids import Id
 from dispatch_server.people.schemas import UserOut
 
 MAX_ACCURACY_M = 100_000.0
@@ -31,7 +32,7 @@ class PositionReport(BaseModel):
 
 
 class PositionIn(PositionReport):
-    person_id: int | None = Field(
+    person_id: Id | None = Field(
         None,
         description="Whose position: unset for the sender's own. Field officers may only report "
         "their own; the command room may enter one radioed in (audited).",

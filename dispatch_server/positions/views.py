@@ -12,6 +12,7 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import DbSession, Now, require_roles
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import Person
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.positions import service
@@ -89,10 +90,10 @@ async def report_batch(
 async def latest(
     db_session: DbSession,
     _user: Reader,
-    incident_id: Annotated[int | None, Query(description="Only the officers on this incident.")] = None,
-    unit_id: Annotated[int | None, Query(description="Only people of this unit or its sub-units.")] = None,
+    incident_id: Annotated[Id | None, Query(description="Only the officers on this incident.")] = None,
+    unit_id: Annotated[Id | None, Query(description="Only people of this unit or its sub-units.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> LatestPositionPage:
     rows, total = await service.latest(
         db_session=db_session, incident_id=incident_id, unit_id=unit_id, limit=limit, offset=offset
@@ -112,14 +113,14 @@ async def latest(
     summary="A person's positions in a time range, oldest first, a page at a time (audited)",
 )
 async def track(
-    person_id: int,
+    person_id: Id,
     request: Request,
     db_session: DbSession,
     user: Reader,
     since: Annotated[AwareDatetime | None, Query(description="From this time on (with its zone).")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Before this time (with its zone).")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> TrackPage:
     fixes, total = await service.track(
         db_session=db_session, person_id=person_id, since=since, until=until, limit=limit, offset=offset

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch_server.ids import Id
+
 
 class UnitIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -11,7 +13,7 @@ class UnitIn(BaseModel):
     name: str = Field(
         min_length=1, max_length=128, description="Unique, e.g. 'Enforcement squad 1 执行一组'."
     )
-    parent_id: int | None = Field(None, description="The unit it is part of; unset for a top-level unit.")
+    parent_id: Id | None = Field(None, description="The unit it is part of; unset for a top-level unit.")
 
 
 class UnitPatch(BaseModel):
@@ -20,7 +22,7 @@ class UnitPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=128)
-    parent_id: int | None = None
+    parent_id: Id | None = None
 
 
 class UnitRef(BaseModel):

@@ -8,6 +8,7 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import DbSession, Now, require_roles
+from dispatch_server.ids import Count, Id
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 from dispatch_server.units import service
 from dispatch_server.units.models import Unit
@@ -30,11 +31,11 @@ async def _out(db_session: DbSession, unit: Unit) -> UnitOut:
 async def list_units(
     db_session: DbSession,
     _user: Reader,
-    parent_id: Annotated[int | None, Query(description="Only the direct sub-units of this unit.")] = None,
+    parent_id: Annotated[Id | None, Query(description="Only the direct sub-units of this unit.")] = None,
     top_level: Annotated[bool, Query(description="Only units that are part of no other.")] = False,
     q: Annotated[str | None, Query(max_length=100, description="Words in the name.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[Count, Query()] = 0,
 ) -> UnitPage:
     units, total = await service.list_units(
         db_session=db_session, parent_id=parent_id, top_level=top_level, text=q, limit=limit, offset=offset
@@ -62,13 +63,13 @@ async def create_unit(
 
 
 @router.get("/{unit_id}", response_model=UnitOut, summary="One unit")
-async def get_unit(unit_id: int, db_session: DbSession, _user: Reader) -> UnitOut:
+async def get_unit(unit_id: Id, db_session: DbSession, _user: Reader) -> UnitOut:
     return await _out(db_session, await service.get(db_session=db_session, unit_id=unit_id))
 
 
 @router.patch("/{unit_id}", response_model=UnitOut, summary="Rename a unit or move it under another")
 async def update_unit(
-    unit_id: int, body: UnitPatch, request: Request, db_session: DbSession, user: Admin
+    unit_id: Id, body: UnitPatch, request: Request, db_session: DbSession, user: Admin
 ) -> UnitOut:
     unit, changed = await service.update(
         db_session=db_session, unit_id=unit_id, changes=body.model_dump(exclude_unset=True)
@@ -87,7 +88,7 @@ async def update_unit(
 
 
 @router.delete("/{unit_id}", status_code=204, summary="Remove a unit nobody belongs to")
-async def delete_unit(unit_id: int, request: Request, db_session: DbSession, user: Admin) -> Response:
+async def delete_unit(unit_id: Id, request: Request, db_session: DbSession, user: Admin) -> Response:
     unit = await service.delete(db_session=db_session, unit_id=unit_id)
     await audit.record(
         db_session=db_session,
