@@ -133,9 +133,9 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
             await streams.record_relay_event(
                 db_session=db_session, bus=context.bus, event=event, relay_url=settings.relay_url
             )
-        rules.kick()  # a stream went up, down or bad: the field operation rules look at once
-        if not isinstance(event, StreamHealth):
+        if not isinstance(event, StreamHealth):  # first, so that a timeline has it before its alerts
             await _note_stream_on_incidents(context, event, clock)
+        rules.kick()  # a stream went up, down or bad: the field operation rules look at once
 
     # One machine: the relay runs in here. Relays run apart (`zhihui relay`) report to /api/relay/events.
     relay = (
@@ -214,6 +214,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
         incident_views.router,
         field_op_views.router,
         escalation_views.router,
+        escalation_views.incident_router,
         stream_views.router,
         realtime_views.router,
         web_views.router,

@@ -12,7 +12,9 @@ another dispatch process) changes nothing and returns no events. Acknowledging a
 conditional UPDATEs: doing either twice is harmless and reports the state as it stands.
 
 Alerts go to the command room's channel; an SOS also to the officer who sent it, who so learns
-that it was seen and when it is resolved.
+that it was seen and when it is resolved. Raising and resolving one also writes an entry, in the
+same transaction, on the timeline of each incident it concerns (R5): the incident it names, its
+field operation's, and the open incidents its officer is on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from dispatch_server.alerts.schemas import AlertOut
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.errors import Conflict, NotFound
+from dispatch_server.field_ops.models import FieldOperation
+from dispatch_server.incidents import service as incidents
+from dispatch_server.incidents.models import TimelineKind
 from dispatch_server.people.models import Person
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import command_channel, person_channel
@@ -61,10 +66,54 @@ def _channels(alert: Alert) -> list[str]:
     return channels
 
 
+async def _incidents_of(db_session: AsyncSession, alert: Alert) -> list[int]:
+    """The incidents an alert concerns: the one it names, its field operation's, and the open ones
+    its officer is on."""
+    found = {alert.incident_id} if alert.incident_id is not None else set()
+    if alert.field_operation_id is not None:
+        operation_incident = await db_session.scalar(
+            select(FieldOperation.incident_id).where(FieldOperation.id == alert.field_operation_id)
+        )
+        if operation_incident is not None:
+            found.add(operation_incident)
+    if alert.person_id is not None:
+        found.update(await incidents.open_incidents_of(db_session=db_session, person_id=alert.person_id))
+    return sorted(found)
+
+
+async def _on_timelines(db_session: AsyncSession, alert: Alert, kind: TimelineKind, at: datetime) -> None:
+    """Note an alert raised or resolved on the timelines of the incidents it concerns (R5)."""
+    if kind is TimelineKind.ALERT_RAISED:
+        summary = f"{alert.level.value} alert: {alert.message}"
+    else:
+        by = f" by {alert.resolved_by.display_name}" if alert.resolved_by is not None else ""
+        note = f" ({alert.resolved_note})" if alert.resolved_note else ""
+        summary = f"alert resolved{by}: {alert.message}{note}"
+    for incident_id in await _incidents_of(db_session, alert):
+        incidents.add_entry(
+            db_session,
+            incident_id,
+            kind,
+            summary,
+            at=at,
+            actor_id=alert.resolved_by_id if kind is TimelineKind.ALERT_RESOLVED else None,
+            person_id=alert.person_id,
+            stream_id=alert.stream_id,
+            subject=subject_of(alert.id),
+        )
+
+
 async def _record(
-    db_session: AsyncSession, alert_id: int, message_type: type[AlertMessage | AlertUpdateMessage]
+    db_session: AsyncSession,
+    alert_id: int,
+    message_type: type[AlertMessage | AlertUpdateMessage],
+    timeline: TimelineKind | None = None,
 ) -> list[LoggedEvent]:
+    """Log the alert as it stands for its channels (and, for ``timeline``, note it on its incidents')."""
     alert = await get(db_session=db_session, alert_id=alert_id)
+    if timeline is not None:
+        at = alert.raised_at if timeline is TimelineKind.ALERT_RAISED else alert.resolved_at
+        await _on_timelines(db_session, alert, timeline, at or alert.raised_at)
     message = message_type(alert=AlertOut.model_validate(alert))
     events = [LoggedEvent(channel, message, subject_of(alert.id)) for channel in _channels(alert)]
     return await eventlog.record(db_session=db_session, events=events)
@@ -117,7 +166,7 @@ async def raise_alert(
     alert_id = (await db_session.execute(statement)).scalar_one_or_none()
     if alert_id is None:
         return []  # open already
-    return await _record(db_session, alert_id, AlertMessage)
+    return await _record(db_session, alert_id, AlertMessage, TimelineKind.ALERT_RAISED)
 
 
 async def resolve_open(
@@ -136,7 +185,7 @@ async def resolve_open(
     )
     if alert_id is None:
         return []
-    return await _record(db_session, alert_id, AlertUpdateMessage)
+    return await _record(db_session, alert_id, AlertUpdateMessage, TimelineKind.ALERT_RESOLVED)
 
 
 async def open_subjects(
@@ -248,6 +297,6 @@ async def resolve(
         object=subject_of(alert_id),
         detail={"note": note.strip()} if note.strip() else None,
     )
-    events = await _record(db_session, alert_id, AlertUpdateMessage)
+    events = await _record(db_session, alert_id, AlertUpdateMessage, TimelineKind.ALERT_RESOLVED)
     await db_session.commit()
     return await get(db_session=db_session, alert_id=alert_id), events

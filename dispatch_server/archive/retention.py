@@ -7,7 +7,8 @@ for, and refused (:class:`~dispatch_server.errors.Conflict`, with the reason) wh
 live, under a hold, inside its retention, or when it does not verify (deleting it would destroy
 the evidence of what is wrong). An allowed deletion tombstones the segments in the manifest, then
 removes the files (:func:`media_relay.recording.deletion.remove_segments`), then records the
-deletion in the catalog. The callers audit every attempt with its outcome.
+deletion in the catalog. The callers audit every attempt with its outcome. A hold placed or lifted
+is noted on the timelines of the incidents it keeps (R5).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from dispatch_server.archive import service as catalog
 from dispatch_server.archive import verification
 from dispatch_server.archive.models import DeletedSegment, RecordingDeletion, RecordingHold, RecordingSegment
 from dispatch_server.errors import Conflict, Invalid, NotFound
-from dispatch_server.incidents.models import Incident
+from dispatch_server.incidents import service as incidents
+from dispatch_server.incidents.models import Incident, TimelineKind
 from dispatch_server.people.models import Person
 from dispatch_server.streams.models import Stream
 from media_relay.recording.deletion import TombstoneRefused, apply_tombstone, prepare_tombstone
@@ -109,6 +111,33 @@ def _hold_object(hold: RecordingHold) -> str:
 # -- holds -------------------------------------------------------------------------------------------
 
 
+async def _on_timelines(
+    db_session: AsyncSession, hold: RecordingHold, person: Person, *, placed: bool, now: datetime
+) -> None:
+    """Note a hold placed or lifted on the timelines it concerns (R5): the incident held, or those
+    that name the stream held. In the caller's transaction."""
+    if hold.incident_id is not None:
+        incident_ids = [hold.incident_id]
+        what = "all of the incident's recordings"
+    else:
+        assert hold.stream_id is not None
+        incident_ids = await catalog.incidents_of_stream(db_session=db_session, stream_id=hold.stream_id)
+        what = f"the recording of stream {hold.stream_id}"
+    verb = "placed an evidence hold on" if placed else "lifted the evidence hold on"
+    reason = hold.reason if placed else hold.lift_reason
+    for incident_id in incident_ids:
+        incidents.add_entry(
+            db_session,
+            incident_id,
+            TimelineKind.HOLD_PLACED if placed else TimelineKind.HOLD_LIFTED,
+            f"{person.display_name} {verb} {what}: {reason}",
+            at=now,
+            actor_id=person.id,
+            stream_id=hold.stream_id,
+            subject=f"hold:{hold.id}",
+        )
+
+
 async def holds_on(*, db_session: AsyncSession, stream_id: str) -> list[RecordingHold]:
     """The active holds that keep this stream's recording: on the stream, or on its incidents."""
     incident_ids = await catalog.incidents_of_stream(db_session=db_session, stream_id=stream_id)
@@ -167,6 +196,7 @@ async def place_hold(
     )
     db_session.add(hold)
     await db_session.flush()
+    await _on_timelines(db_session, hold, person, placed=True, now=now)
     await db_session.refresh(hold)
     return hold
 
@@ -187,6 +217,7 @@ async def lift_hold(
     hold.lifted_by_id = person.id
     hold.lift_reason = reason.strip()
     await db_session.flush()
+    await _on_timelines(db_session, hold, person, placed=False, now=now)
     await db_session.refresh(hold)
     return hold
 

@@ -25,6 +25,7 @@ from dispatch_server.alerts import overdue as ack_overdue
 from dispatch_server.directives.models import Directive, DirectiveTarget, TargetState
 from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.duty import service as duty
+from dispatch_server.escalation import package as packages
 from dispatch_server.escalation.models import LEVELS, AckTimer, Escalation, EscalationLevel
 from dispatch_server.escalation.schemas import EscalationOut
 from dispatch_server.incidents import service as incidents
@@ -148,9 +149,8 @@ async def _escalate(
     directive_id, person_id, person_name = target.directive_id, target.person_id, target.person.display_name
     incident = await incidents.incident_of_directive(db_session=db_session, directive_id=directive_id)
     incident_id = incident.id if incident is not None else None
+    directive = (await db_session.scalars(select(Directive).where(Directive.id == directive_id))).one()
     if level is EscalationLevel.COMMANDER:
-        directive = await db_session.get(Directive, directive_id)
-        assert directive is not None
         to_id: int | None = (
             incident.commander_id if incident is not None and incident.commander_id else directive.issuer_id
         )
@@ -172,6 +172,13 @@ async def _escalate(
     escalation_id = added.id
     db_session.expire_all()  # the timers changed behind the session's back (Core UPDATE)
     escalation = (await db_session.scalars(select(Escalation).where(Escalation.id == escalation_id))).one()
+    directive = (await db_session.scalars(select(Directive).where(Directive.id == directive_id))).one()
+    if incident_id is not None:
+        incident = await incidents.get(db_session=db_session, incident_id=incident_id)
+    package = packages.for_missed_ack(
+        directive=directive, target=escalation.person, incident=incident, now=now
+    )
+    escalation.package = packages.stored(package)[0]
     recipient = escalation.to_person.display_name if escalation.to_person else f"nobody (no {level.value})"
     if incident_id is not None:
         incidents.add_entry(
@@ -192,7 +199,7 @@ async def _escalate(
         incident_id=incident_id,
         now=now,
     )
-    directive = (await db_session.scalars(select(Directive).where(Directive.id == directive_id))).one()
+    await db_session.flush()
     message = EscalationMessage(
         escalation=EscalationOut.model_validate(escalation), directive=DirectiveOut.model_validate(directive)
     )

@@ -6,7 +6,8 @@ them, one that does not exist (404). Registering is for the command room and dut
 starting and ending also for the team's own members, who are the ones setting out.
 
 Each change commits with its audit record and its events (for the command room and each team
-member); the caller publishes the events. Ending an operation resolves its open alerts.
+member); the caller publishes the events. Ending an operation resolves its open alerts. Starting
+and ending one that belongs to an incident is noted on the incident's timeline (R5).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dispatch_server.errors import Conflict, Forbidden, Invalid, NotFound
 from dispatch_server.field_ops.models import FieldOperation, FieldOperationMember, FieldOperationStatus
 from dispatch_server.field_ops.schemas import FieldOperationOut
 from dispatch_server.incidents import service as incidents
+from dispatch_server.incidents.models import TimelineKind
 from dispatch_server.people import service as people
 from dispatch_server.people.models import COMMAND_ROLES, WATCH_ROLES, Person, Role
 from dispatch_server.realtime import eventlog
@@ -216,6 +218,28 @@ async def create(
     return await get_visible(db_session=db_session, person=creator, field_operation_id=operation.id), events
 
 
+def _on_timeline(
+    db_session: AsyncSession, operation: FieldOperation, person: Person, kind: TimelineKind, now: datetime
+) -> None:
+    """Note the start or end on its incident's timeline (R5), in the caller's transaction."""
+    if operation.incident_id is None:
+        return
+    what = "started" if kind is TimelineKind.FIELD_OP_STARTED else "ended"
+    team = ", ".join(member.display_name for member in operation.team)
+    summary = f"field operation {operation.id} ({operation.case_number}, {operation.place}; {team}) {what}"
+    if kind is TimelineKind.FIELD_OP_ENDED and operation.end_note:
+        summary += f": {operation.end_note}"
+    incidents.add_entry(
+        db_session,
+        operation.incident_id,
+        kind,
+        summary,
+        at=now,
+        actor_id=person.id,
+        subject=subject(operation.id),
+    )
+
+
 async def _may_run(db_session: AsyncSession, person: Person, field_operation_id: int) -> FieldOperation:
     operation = await get_visible(db_session=db_session, person=person, field_operation_id=field_operation_id)
     if person.role not in MANAGE_ROLES and person.id not in {m.person_id for m in operation.members}:
@@ -236,6 +260,7 @@ async def start(
             f"field operation {field_operation_id} started already, at {operation.started_at:%H:%M:%S}"
         )
     operation.started_at = now
+    _on_timeline(db_session, operation, person, TimelineKind.FIELD_OP_STARTED, now)
     await audit.record(
         db_session=db_session,
         action=AuditAction.FIELD_OP_START,
@@ -268,6 +293,7 @@ async def end(
         )
     operation.ended_at = now
     operation.end_note = note.strip()
+    _on_timeline(db_session, operation, person, TimelineKind.FIELD_OP_ENDED, now)
     await audit.record(
         db_session=db_session,
         action=AuditAction.FIELD_OP_END,

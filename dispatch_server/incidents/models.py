@@ -43,8 +43,21 @@ class TimelineKind(enum.StrEnum):
     DONE = "done"
     """A directive's target reported it done."""
     ESCALATION = "escalation"
+    """A target did not acknowledge a directive in time and was escalated (automatic)."""
+    ESCALATED = "escalated"
+    """Someone reported the incident up, to the leader on duty or the upper court (R6)."""
+    ESCALATION_RECEIVED = "escalation_received"
+    """A recipient acknowledged receiving an escalation."""
     STREAM_UP = "stream_up"
     STREAM_DOWN = "stream_down"
+    ALERT_RAISED = "alert_raised"
+    """An alert about the incident, one of its officers or one of its field operations."""
+    ALERT_RESOLVED = "alert_resolved"
+    FIELD_OP_STARTED = "field_op_started"
+    FIELD_OP_ENDED = "field_op_ended"
+    HOLD_PLACED = "hold_placed"
+    """An evidence hold on the incident's recordings, or on a stream it names (R2)."""
+    HOLD_LIFTED = "hold_lifted"
 
 
 class Incident(Base):
@@ -135,6 +148,9 @@ class TimelineEntry(Base):
     directive_id: Mapped[int | None] = mapped_column(default=None)
     escalation_id: Mapped[int | None] = mapped_column(default=None)
     stream_id: Mapped[str | None] = mapped_column(String(96), default=None)
+    subject: Mapped[str | None] = mapped_column(String(64), default=None)
+    """What else it is about, as the event log names it: ``alert:12``, ``field_op:3``, ``hold:5``,
+    ``incident_escalation:7``."""
 
     actor: Mapped[Person | None] = relationship(foreign_keys=[actor_id], lazy="joined")
     person: Mapped[Person | None] = relationship(foreign_keys=[person_id], lazy="joined")

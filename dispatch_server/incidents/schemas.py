@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch_server.ids import Id
 from dispatch_server.incidents.models import IncidentKind, IncidentStatus, TimelineKind
 from dispatch_server.people.schemas import UserOut
 
@@ -15,10 +16,10 @@ class IncidentIn(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     case_number: str = Field("", max_length=64, description="The court's case number, if any yet.")
     place: str = Field("", max_length=200)
-    commander_id: int | None = Field(
+    commander_id: Id | None = Field(
         None, description="Who runs it (a commander or leader). Unset: whoever opens it, if they may."
     )
-    officer_ids: list[int] = Field(default_factory=list, max_length=500, description="Officers on it.")
+    officer_ids: list[Id] = Field(default_factory=list, max_length=500, description="Officers on it.")
 
 
 class IncidentPatch(BaseModel):
@@ -30,7 +31,7 @@ class IncidentPatch(BaseModel):
     title: str | None = Field(None, min_length=1, max_length=200)
     case_number: str | None = Field(None, max_length=64)
     place: str | None = Field(None, max_length=200)
-    commander_id: int | None = None
+    commander_id: Id | None = None
     status: IncidentStatus | None = None
 
 
@@ -60,7 +61,7 @@ class IncidentPage(BaseModel):
 class PeopleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    person_ids: list[int] = Field(min_length=1, max_length=500)
+    person_ids: list[Id] = Field(min_length=1, max_length=500)
 
 
 class NoteIn(BaseModel):
@@ -81,6 +82,7 @@ class TimelineEntryOut(BaseModel):
     directive_id: int | None
     escalation_id: int | None
     stream_id: str | None
+    subject: str | None = Field(None, description="What else it is about: alert:12, field_op:3, hold:5, ...")
 
 
 class TimelinePage(BaseModel):

@@ -39,7 +39,9 @@ __all__ = [
     "READ_ROLES",
     "add_entry",
     "add_note",
+    "add_shares",
     "assign",
+    "get",
     "get_visible",
     "incident_of_directive",
     "list_visible",
@@ -74,6 +76,15 @@ def _visible(query: Select[Any], role: Role, person_id: int) -> Select[Any]:
     else:
         return query.where(false())
     return query.where(Incident.id.in_(mine))
+
+
+async def get(*, db_session: AsyncSession, incident_id: int) -> Incident:
+    """The incident, read afresh with its officers, whoever asks (for the rules, not for people)."""
+    query = select(Incident).where(Incident.id == incident_id).execution_options(populate_existing=True)
+    incident = await db_session.scalar(query)
+    if incident is None:
+        raise NotFound(f"there is no incident {incident_id}")
+    return incident
 
 
 async def get_visible(*, db_session: AsyncSession, person: Person, incident_id: int) -> Incident:
@@ -286,26 +297,38 @@ async def share(
     """Share the incident with upper-court observers; who it is shared with now."""
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     observers = await people.get_many(db_session=db_session, person_ids=person_ids)
+    await add_shares(db_session, incident.id, observers, actor=actor, now=now)
+    await db_session.commit()
+    return await shared_with(db_session=db_session, incident_id=incident.id)
+
+
+async def add_shares(
+    db_session: AsyncSession, incident_id: int, observers: Iterable[Person], *, actor: Person, now: datetime
+) -> list[Person]:
+    """Share the incident with these upper-court observers, in the caller's transaction; those it
+    was not shared with before."""
+    observers = list(observers)
     wrong = [p.username for p in observers if p.role is not Role.UPPER_OBSERVER]
     if wrong:
         raise Invalid(f"incidents are shared with upper-court observers, not {', '.join(wrong)}")
     present = set(
-        (await db_session.scalars(select(Share.person_id).where(Share.incident_id == incident.id))).all()
+        (await db_session.scalars(select(Share.person_id).where(Share.incident_id == incident_id))).all()
     )
+    added = []
     for observer in observers:
         if observer.id not in present:
-            db_session.add(Share(incident_id=incident.id, person_id=observer.id, shared_at=now))
+            db_session.add(Share(incident_id=incident_id, person_id=observer.id, shared_at=now))
             add_entry(
                 db_session,
-                incident.id,
+                incident_id,
                 TimelineKind.SHARED,
                 f"shared with {observer.display_name}",
                 at=now,
                 actor_id=actor.id,
                 person_id=observer.id,
             )
-    await db_session.commit()
-    return await shared_with(db_session=db_session, incident_id=incident.id)
+            added.append(observer)
+    return added
 
 
 async def unshare(
@@ -375,6 +398,7 @@ def add_entry(
     directive_id: int | None = None,
     escalation_id: int | None = None,
     stream_id: str | None = None,
+    subject: str | None = None,
 ) -> TimelineEntry:
     """Add a timeline entry in the caller's transaction."""
     entry = TimelineEntry(
@@ -387,6 +411,7 @@ def add_entry(
         directive_id=directive_id,
         escalation_id=escalation_id,
         stream_id=stream_id,
+        subject=subject,
     )
     db_session.add(entry)
     return entry

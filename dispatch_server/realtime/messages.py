@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from dispatch_server.alerts.schemas import AlertOut, Position
 from dispatch_server.directives.schemas import DirectiveOut
 from dispatch_server.duty.schemas import DutyChange
-from dispatch_server.escalation.schemas import EscalationOut
+from dispatch_server.escalation.schemas import EscalationOut, IncidentEscalationOut
 from dispatch_server.field_ops.schemas import FieldOperationOut
+from dispatch_server.ids import BigCount, Id
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.positions.schemas import PositionOut, PositionReport
 from dispatch_server.streams.schemas import StreamOut
@@ -29,6 +30,8 @@ __all__ = [
     "EscalationMessage",
     "EventMessage",
     "FieldOperationMessage",
+    "IncidentEscalationMessage",
+    "IncidentEscalationUpdateMessage",
     "PositionMessage",
     "PositionsMessage",
     "ReadyMessage",
@@ -55,9 +58,8 @@ class _Message(BaseModel):
 class AuthMessage(_Message):
     type: Literal["auth"] = "auth"
     token: str = Field(max_length=4096)
-    last_event_id: int | None = Field(
+    last_event_id: BigCount | None = Field(
         None,
-        ge=0,
         description="The last event id this client saw: it gets every event after it, then live ones. "
         "Unset: the directives it has not acknowledged yet, then live events.",
     )
@@ -65,7 +67,7 @@ class AuthMessage(_Message):
 
 class AckMessage(_Message):
     type: Literal["ack"] = "ack"
-    directive_id: int
+    directive_id: Id
 
 
 class SosMessage(_Message):
@@ -150,6 +152,21 @@ class EscalationMessage(_Event):
     directive: DirectiveOut
 
 
+class IncidentEscalationMessage(_Event):
+    """An incident was reported up (R6), to the leader on duty or the upper court, with its
+    escalation package: for the command room, and for each recipient outside it."""
+
+    type: Literal["incident_escalation"] = "incident_escalation"
+    escalation: IncidentEscalationOut
+
+
+class IncidentEscalationUpdateMessage(_Event):
+    """A recipient acknowledged receiving an incident's escalation."""
+
+    type: Literal["incident_escalation_update"] = "incident_escalation_update"
+    escalation: IncidentEscalationOut
+
+
 class AlertMessage(_Event):
     """An alert was raised (R2, R4, R8, R9, R10): for the command room; an SOS also for the
     officer who sent it."""
@@ -231,6 +248,8 @@ _Events = (
     | StreamDownMessage
     | StreamHealthMessage
     | EscalationMessage
+    | IncidentEscalationMessage
+    | IncidentEscalationUpdateMessage
     | DutyMessage
     | AlertMessage
     | AlertUpdateMessage

@@ -42,6 +42,16 @@ class ViewGrantIn(BaseModel):
     stream_ids: list[str] = Field(min_length=1, max_length=64)
 
 
+class IncidentViewGrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stream_ids: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Streams of the incident's officers to watch. Empty: all of their live ones.",
+    )
+
+
 class ViewableStream(BaseModel):
     stream_id: str
     whep_url: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.alerts import service as alerts
 from dispatch_server.alerts.models import AlertKind, AlertLevel
-from dispatch_server.errors import Forbidden, NotFound
+from dispatch_server.errors import Conflict, Forbidden, NotFound
 from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime import eventlog
 from dispatch_server.realtime.bus import Bus, command_channel
@@ -25,7 +26,15 @@ from dispatch_server.streams.schemas import StreamOut
 from media_relay.events import StorageAlert, StreamDown, StreamHealth, StreamUp
 from zhihui.grants import GrantSigner
 
-__all__ = ["grant_publish", "grant_view", "list_live", "record_relay_event", "stream_out"]
+__all__ = [
+    "grant_publish",
+    "grant_view",
+    "grant_view_of_officers",
+    "list_live",
+    "live_of",
+    "record_relay_event",
+    "stream_out",
+]
 
 STORAGE_DISK = "storage:disk"
 """The subject of the alert for the archive's disk running out of space."""
@@ -62,6 +71,50 @@ async def grant_view(
         raise NotFound(f"unknown stream(s): {', '.join(missing)}")
     token, claims = signer.view(person_id=str(viewer.id), stream_ids=list(stream_ids), minutes=minutes)
     return token, datetime.fromtimestamp(claims.exp, UTC)
+
+
+async def live_of(*, db_session: AsyncSession, officer_ids: Iterable[int]) -> list[Stream]:
+    """The live streams of these officers, oldest first."""
+    query = (
+        select(Stream)
+        .where(
+            Stream.officer_id.in_(list(officer_ids)),
+            Stream.started_at.is_not(None),
+            Stream.ended_at.is_(None),
+        )
+        .order_by(Stream.started_at, Stream.id)
+    )
+    return list((await db_session.scalars(query)).unique().all())
+
+
+async def grant_view_of_officers(
+    *,
+    db_session: AsyncSession,
+    signer: GrantSigner,
+    viewer: Person,
+    officer_ids: Iterable[int],
+    stream_ids: list[str],
+    minutes: int,
+) -> tuple[str, list[str], datetime]:
+    """A grant to watch streams of these officers (an incident's): the ``stream_ids`` named, which
+    must all be theirs, or (none named) their live ones. The grant, the streams it names, its expiry."""
+    officers = set(officer_ids)
+    if stream_ids:
+        rows = await db_session.execute(select(Stream.id, Stream.officer_id).where(Stream.id.in_(stream_ids)))
+        found = {sid: officer_id for sid, officer_id in rows.tuples()}
+        missing = [sid for sid in stream_ids if sid not in found]
+        if missing:
+            raise NotFound(f"unknown stream(s): {', '.join(missing)}")
+        outside = [sid for sid in stream_ids if found[sid] not in officers]
+        if outside:
+            raise Forbidden(f"not a stream of an officer on the incident: {', '.join(outside)}")
+        chosen = list(dict.fromkeys(stream_ids))
+    else:
+        chosen = [stream.id for stream in await live_of(db_session=db_session, officer_ids=officers)]
+        if not chosen:
+            raise Conflict("none of the incident's officers is streaming live")
+    token, claims = signer.view(person_id=str(viewer.id), stream_ids=chosen, minutes=minutes)
+    return token, chosen, datetime.fromtimestamp(claims.exp, UTC)
 
 
 async def list_live(*, db_session: AsyncSession) -> list[Stream]:

@@ -103,10 +103,26 @@ async def test_a_missed_acknowledgement_escalates_to_the_commander_then_the_lead
                 "directive",
                 "acknowledged",
                 "escalation",
+                "alert_raised",  # the ack_overdue alert, raised with the first escalation
                 "escalation",
             ]
-            assert [e["at"] for e in timeline][-3:] == [_at(30), _at(121), _at(421)]
+            assert [e["at"] for e in timeline][-4:] == [_at(30), _at(121), _at(121), _at(421)]
+            assert timeline[-2]["subject"].startswith("alert:") and "Li has not" in timeline[-2]["summary"]
             assert "escalated to Leader" in timeline[-1]["summary"]
+
+            # Each carries its package (R6): the directive as it stood, the target, the incident.
+            package = first["escalation"]["package"]
+            assert package["target"]["id"] == ids["li"]
+            assert package["built_at"] == _at(121)
+            assert package["incident"]["id"] == incident_id
+            assert package["incident"]["commander"]["id"] == ids["chief"]
+            assert package["incident"]["open_seconds"] == 121
+            [directive] = package["directives"]
+            assert directive["id"] == directive_id
+            states = {t["person"]["id"]: (t["state"], t["overdue"]) for t in directive["targets"]}
+            assert states == {ids["li"]: ("sent", True), ids["zhao"]: ("acknowledged", False)}
+            assert (package["live"], package["alerts"], package["timeline"]) == ([], [], [])
+            assert listed[0]["package"]["built_at"] == _at(421)  # stored: the list shows it too
 
         rows = await query(
             database_url,

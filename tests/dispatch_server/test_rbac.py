@@ -111,6 +111,16 @@ def _incident_and_observer(world: World) -> dict[str, Any]:
     return {"incident_id": world.incident(), "person_id": world.id("upper_observer")}
 
 
+def _escalation_to_the_leader(world: World) -> dict[str, Any]:
+    """A new incident escalated to the leader on duty (nobody holds the post: the first leader)."""
+    params = _incident(world)
+    body = {"target": "leader_on_duty", "reason": "RBAC"}
+    escalated = world.people["admin"].http.post(
+        "/api/incidents/{incident_id}/escalations".format(**params), json=body
+    )
+    return params | {"escalation_id": escalated.json()["id"]}
+
+
 def _stream(world: World) -> dict[str, Any]:
     return {"stream_id": world.stream_id}
 
@@ -322,6 +332,28 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/incidents/{incident_id}/timeline"): Row(allow(200, READ_INCIDENTS), params=_incident),
     ("POST", "/api/incidents/{incident_id}/notes"): Row(
         allow(201, NOTES), params=_incident, body=lambda w, c: {"text": "Matrix note"}
+    ),
+    # Escalations (R6): the command room escalates; the command room and the recipients read them
+    # (an upper-court observer those sent to it); only a recipient acknowledges receiving one.
+    ("POST", "/api/incidents/{incident_id}/escalations"): Row(
+        allow(201, MANAGE), params=_incident, body=lambda w, c: {"target": "leader_on_duty", "reason": "RBAC"}
+    ),
+    ("GET", "/api/incidents/{incident_id}/escalations"): Row(
+        allow(200, MANAGE | {"upper_observer"}), params=_incident
+    ),
+    ("POST", "/api/incidents/{incident_id}/escalations/{escalation_id}/ack"): Row(
+        allow(200, {"leader"}) | {role: 403 for role in MANAGE - {"leader"}} | {"upper_observer": 404},
+        params=_escalation_to_the_leader,
+    ),
+    ("GET", "/api/escalations/received"): Row(allow(200, MANAGE | {"upper_observer"})),
+    # An incident's streams: the command room, and an upper-court observer it is shared with.
+    ("GET", "/api/incidents/{incident_id}/streams"): Row(
+        allow(200, WATCH | {"upper_observer"}), params=_incident
+    ),
+    ("POST", "/api/incidents/{incident_id}/grants/view"): Row(
+        allow(200, WATCH | {"upper_observer"}),
+        params=_incident,
+        body=lambda w, c: {"stream_ids": [w.stream_id]},
     ),
     # The archive (issue 4): the world's stream has no recording, so who may look gets a 404.
     ("GET", "/api/recordings"): Row(allow(200, WATCH)),

@@ -27,7 +27,8 @@ const HEALTH_LABELS = {
 
 export class StreamTile {
   /**
-   * @param stream  `{stream_id, officer, started_at, whep_url}` from the API
+   * @param stream  `{stream_id, officer, started_at, whep_url}` from the API, and `grant_path` when
+   *                the grant comes from elsewhere than /api/grants/view
    * @param hooks   { onError(tile, message), onListen(tile) }
    */
   constructor(stream, hooks) {
@@ -154,7 +155,9 @@ export class StreamTile {
     this.setState(TileState.CONNECTING, "Connecting… 连接中");
 
     try {
-      const answer = await api("/api/grants/view", { method: "POST", body: { stream_ids: [this.id] } });
+      // An incident's own grant for an upper-court observer (R6); the command room's otherwise.
+      const grantPath = this.stream.grant_path || "/api/grants/view";
+      const answer = await api(grantPath, { method: "POST", body: { stream_ids: [this.id] } });
       const entry = (answer.streams || []).find((item) => item.stream_id === this.id);
       const whepUrl = (entry && entry.whep_url) || this.stream.whep_url;
       if (!whepUrl) throw new Error("the server gave no WHEP URL for this stream");

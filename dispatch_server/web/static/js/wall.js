@@ -1,7 +1,10 @@
-// The command room's video wall: live stream tiles, the open alerts and the directive panel.
+// The command room's video wall: live stream tiles, the open alerts, the incidents (with their
+// escalation), the escalations received, and the directive panel. An upper-court observer sees the
+// incidents shared with it, their streams and the escalations sent to it.
 
 import { AlertPanel } from "./alerts.js";
 import { api, connectEvents } from "./api.js";
+import { EscalationPanel, IncidentPanel } from "./escalations.js";
 import { describeScope, isAcknowledged, isOverdue, mergeDirective, newestFirst, TargetState } from "./directives.js";
 import { StreamTile } from "./stream_tile.js";
 import {
@@ -19,6 +22,8 @@ import {
 
 /** Roles allowed to send directives (docs/api.md, POST /api/directives). */
 const SENDER_ROLES = new Set(["commander", "leader", "admin"]);
+/** Roles that see the command room's channel: every stream, alert and position. */
+const WATCH_ROLES = new Set(["commander", "leader", "duty_officer", "admin"]);
 const DIRECTIVES_SHOWN = 50;
 const PEOPLE_REFRESH_DELAY_MS = 1000;
 
@@ -35,7 +40,12 @@ const page = {
   ticker: null,
   peopleTimer: null,
   alerts: null, // AlertPanel
+  incidents: null, // IncidentPanel
+  escalations: null, // EscalationPanel
+  focus: new URLSearchParams(window.location.search), // ?incident=N&stream=S, from an escalation's link
 };
+
+const isWatcher = () => WATCH_ROLES.has(page.user.role);
 
 // ---- stream tiles ---------------------------------------------------------
 
@@ -65,6 +75,7 @@ function addStream(stream) {
   }
   const tile = new StreamTile(stream, tileHooks);
   tile.setPosition(page.positions.get(tile.officerId) || null);
+  if (tile.id === page.focus.get("stream")) tile.element.classList.add("is-focused");
   page.tiles.set(tile.id, tile);
   $("wall-grid").append(tile.element);
   updateStreamCount();
@@ -83,8 +94,22 @@ function removeAllStreams() {
   for (const id of [...page.tiles.keys()]) removeStream(id);
 }
 
+/** An observer's streams: those of the incidents shared with it, watched with the incident's grant. */
+async function sharedStreams() {
+  await page.incidents.load();
+  const lists = await Promise.all(
+    [...page.incidents.incidents.keys()].map(async (id) =>
+      (await api(`/api/incidents/${id}/streams`)).map((stream) => ({
+        ...stream,
+        grant_path: `/api/incidents/${id}/grants/view`,
+      })),
+    ),
+  );
+  return lists.flat();
+}
+
 async function loadStreams() {
-  const streams = await api("/api/streams");
+  const streams = isWatcher() ? await api("/api/streams") : await sharedStreams();
   const live = new Set(streams.map((stream) => stream.stream_id));
   for (const id of [...page.tiles.keys()]) if (!live.has(id)) removeStream(id, { streamEnded: true });
   for (const stream of streams) addStream(stream);
@@ -104,6 +129,7 @@ function notePositions(positions) {
 }
 
 async function loadPositions() {
+  if (!isWatcher()) return;
   const latest = await api("/api/positions/latest?limit=1000");
   notePositions(latest.items);
 }
@@ -311,6 +337,10 @@ function onEvent(message) {
     case "escalation": // a target missed its deadline: the directive shows how often it was escalated
       upsertDirective(message.directive);
       break;
+    case "incident_escalation": // an incident reported up (R6): to me, or seen by the command room
+    case "incident_escalation_update":
+      onIncidentEscalation(message.escalation, message.type === "incident_escalation");
+      break;
     case "positions": // each officer's newest, at most once a second
       notePositions(message.positions);
       break;
@@ -319,6 +349,15 @@ function onEvent(message) {
       break;
     default:
       break;
+  }
+}
+
+function onIncidentEscalation(escalation, isNew) {
+  if (isNew) page.incidents.noteEscalated(escalation);
+  if (page.escalations.upsert(escalation)) {
+    const incident = escalation.package.incident || {};
+    showMessage(`↑ Escalated to you: ${incident.title || `incident ${escalation.incident_id}`} — ${escalation.reason}`);
+    if (!isWatcher()) loadStreams().catch((error) => showMessage(`Streams: ${errorText(error)}`));
   }
 }
 
@@ -334,14 +373,17 @@ function onStatus(status, info) {
 // ---- lifecycle ------------------------------------------------------------
 
 async function refreshAll() {
+  const watcher = isWatcher();
   const results = await Promise.allSettled([
     loadStreams(),
-    page.alerts.load(),
+    watcher ? page.alerts.load() : null,
     loadDirectives(),
     loadPeople(),
     loadPositions(),
+    watcher ? page.incidents.load() : null, // an observer's come with its streams
+    page.escalations.load(),
   ]);
-  const labels = ["Streams", "Alerts", "Directives", "Officers", "Positions"];
+  const labels = ["Streams", "Alerts", "Directives", "Officers", "Positions", "Incidents", "Escalations"];
   const problems = results
     .map((result, index) => (result.status === "rejected" ? `${labels[index]}: ${errorText(result.reason)}` : null))
     .filter(Boolean);
@@ -356,6 +398,20 @@ function start(user) {
     return;
   }
   configureDirectiveForm();
+  page.incidents = new IncidentPanel({
+    list: $("incident-list"),
+    empty: $("incident-empty"),
+    count: $("incident-count"),
+    user,
+    focusId: Number(page.focus.get("incident")) || null,
+  });
+  page.escalations = new EscalationPanel({
+    panel: $("escalation-panel"),
+    list: $("escalation-list"),
+    count: $("escalation-count"),
+    user,
+  });
+  $("alert-panel").hidden = !isWatcher();
   updateStreamCount();
   page.events = connectEvents(onEvent, onStatus);
   refreshAll();
@@ -373,6 +429,8 @@ function stop() {
   clearTimeout(page.peopleTimer);
   removeAllStreams();
   page.alerts.clear();
+  page.incidents?.clear();
+  page.escalations?.clear();
   page.directives.clear();
   page.positions.clear();
   renderDirectives();
