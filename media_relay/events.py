@@ -23,6 +23,14 @@ __all__ = [
 ]
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+"""Bounds of the catalog's INTEGER and BIGINT columns: a report out of them is refused where it
+arrives (a 422 from ``POST /api/relay/events``), not by the database driver."""
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+
 class StreamUp(BaseModel):
     type: Literal["stream_up"] = "stream_up"
     stream_id: str
@@ -60,15 +68,15 @@ class SegmentSealed(BaseModel):
     knows who published it; the dispatch server does)."""
     file: str
     """The segment's path relative to the recordings root, with ``/`` separators."""
-    sequence: int
+    sequence: Int32
     started_at: datetime
     ended_at: datetime
     media_start: float
     """Seconds on the recorder's media clock (RTP time)."""
     media_end: float
-    frames: dict[str, int]
+    frames: dict[str, Int32]
     """Frames per kind: ``video``, ``audio``."""
-    bytes: int
+    bytes: Int64
     sha256: str
     recovered: bool = False
     """Sealed when the relay started again after a crash."""
@@ -100,8 +108,8 @@ class StorageAlert(BaseModel):
     at: datetime
     stream_id: str = ""
     """The stream whose write failed; empty for the disk as a whole."""
-    free_bytes: int | None = None
-    total_bytes: int | None = None
+    free_bytes: Int64 | None = None
+    total_bytes: Int64 | None = None
 
 
 AnyRelayEvent = StreamUp | StreamDown | StreamHealth | SegmentSealed | RecordingGap | StorageAlert
