@@ -1,6 +1,9 @@
 """Load the media relay with N publishers and M viewers each; print one JSON line per configuration.
 
-The relay under test runs in its own process: ``zhihui up --demo`` in a temporary folder (ICE on
+The relay under test runs in its own process: ``zhihui relay``, a relay node reporting to a
+dispatch server (``zhihui up --demo``) in a process of its own, so that the relay's CPU figure is
+the relay's alone (``--in-process-relay``: the relay inside ``zhihui up``, as one machine runs it,
+its CPU counted with the dispatch server's SQL, rules and HTTP), in temporary folders (ICE on
 127.0.0.1, recording on), or ``bench/stock_relay.py`` (aiortc's stock ``MediaRelay``, decode plus
 re-encode per viewer). Publishers and viewers run in worker processes (``--per-worker``
 publishers and their viewers each, one asyncio loop per process); see ``bench/peers.py``.
@@ -40,7 +43,7 @@ import av  # noqa: E402
 import httpx  # noqa: E402
 
 from bench.peers import WorkerSpec, match_frames, mean, percentile, worker_main  # noqa: E402
-from tests.support import LOOPBACK, free_port, start_zhihui  # noqa: E402
+from tests.support import LOOPBACK, free_port, start_relay_node, start_zhihui  # noqa: E402
 
 CLIP = Path("/work/shared/media/bodycam-720p15-vp8.webm")
 DEFAULT_CONFIGS = "zhihui:1,zhihui:4,zhihui:8,zhihui:16,zhihui:32,stock:1,stock:4"
@@ -121,15 +124,36 @@ class Target:
     stream_ids: list[str] = field(default_factory=list)
     stop: Any = None
     stats_url: str | None = None
+    dispatch_pid: int | None = None
+    """The dispatch server's process, when the relay runs apart from it (its CPU is not the relay's)."""
 
 
 def _join(base: str, url: str) -> str:
     return str(httpx.URL(base + "/").join(url))
 
 
-def start_zhihui_target(workdir: Path, n: int, env: dict[str, str]) -> Target:
-    zhihui = start_zhihui(workdir, "--demo", timeout=60, **env)
+def start_zhihui_target(workdir: Path, n: int, env: dict[str, str], separate: bool = True) -> Target:
+    """``zhihui up --demo``; with ``separate``, a relay node (``zhihui relay``) of its own beside it,
+    which the publishers and viewers use (``env`` goes to both)."""
+    relay_port = free_port()
+    secret = os.urandom(18).hex()
+    node_env = {
+        "ZHIHUI_RELAY_NODE__IN_PROCESS": "false",
+        "ZHIHUI_RELAY_NODE__SECRET": secret,
+        "ZHIHUI_RELAY__PUBLIC_URL": f"http://{LOOPBACK}:{relay_port}",
+    }
+    zhihui = start_zhihui(
+        workdir / "dispatch" if separate else workdir,
+        "--demo",
+        timeout=60,
+        **({**env, **node_env} if separate else env),
+    )
+    relay = None
     try:
+        if separate:
+            relay = start_relay_node(
+                workdir / "relay", relay_port, dispatch_url=zhihui.base_url, secret=secret, timeout=60, **env
+            )
         base = zhihui.base_url
         with httpx.Client(base_url=base, timeout=30) as http:
             officer = http.post(
@@ -155,6 +179,8 @@ def start_zhihui_target(workdir: Path, n: int, env: dict[str, str]) -> Target:
             view.raise_for_status()
             view_body = view.json()
     except Exception:
+        if relay is not None:
+            relay.stop()
         zhihui.stop()
         raise
     whep = {s["stream_id"]: s["whep_url"] for s in view_body["streams"]}
@@ -168,16 +194,35 @@ def start_zhihui_target(workdir: Path, n: int, env: dict[str, str]) -> Target:
         }
         for i, g in enumerate(grants)
     ]
+    if relay is None:
+        return Target(
+            mode="zhihui",
+            pid=zhihui.process.pid,
+            base_url=base,
+            streams_url=base + "/relay/streams",
+            stats_url=base + "/relay/stats",
+            endpoints=endpoints,
+            recordings=zhihui.recordings,
+            stream_ids=stream_ids,
+            stop=zhihui.stop,
+        )
+    node = relay
+
+    def stop() -> None:
+        node.stop()  # first: its last events still reach the dispatch server
+        zhihui.stop()
+
     return Target(
         mode="zhihui",
-        pid=zhihui.process.pid,
-        base_url=base,
-        streams_url=base + "/relay/streams",
-        stats_url=base + "/relay/stats",
+        pid=node.process.pid,
+        base_url=node.base_url,
+        streams_url=node.base_url + "/streams",
+        stats_url=node.base_url + "/stats",
         endpoints=endpoints,
-        recordings=zhihui.recordings,
+        recordings=node.recordings,
         stream_ids=stream_ids,
-        stop=zhihui.stop,
+        stop=stop,
+        dispatch_pid=zhihui.process.pid,
     )
 
 
@@ -430,7 +475,10 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
     tree = relay_tree()
     log(f"{mode} N={n}: starting the relay in {workdir}")
     env = dict(item.split("=", 1) for item in args.relay_env)
-    target = (start_zhihui_target if mode == "zhihui" else start_stock_target)(workdir, n, env)
+    if mode == "zhihui":
+        target = start_zhihui_target(workdir, n, env, separate=not args.in_process_relay)
+    else:
+        target = start_stock_target(workdir, n, env)
     errors: list[str] = []
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.queues.Queue[Any] = context.Queue()
@@ -482,6 +530,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         stats0 = await fetch_stats(target.stats_url)
         t0 = time.monotonic()
         relay_cpu0 = cpu_seconds(target.pid)
+        dispatch_cpu0 = cpu_seconds(target.dispatch_pid) if target.dispatch_pid else 0.0
         load_cpu0 = sum(cpu_seconds(pid) for pid in load_pids)
         busy0, total0 = machine_times()
         memory0 = memory_mb(target.pid)
@@ -490,6 +539,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         await asyncio.sleep(max(0.0, t0 + args.duration - time.monotonic()))
         t1 = time.monotonic()
         relay_cpu = cpu_seconds(target.pid) - relay_cpu0
+        dispatch_cpu = cpu_seconds(target.dispatch_pid) - dispatch_cpu0 if target.dispatch_pid else None
         load_cpu = sum(cpu_seconds(pid) for pid in load_pids) - load_cpu0
         busy1, total1 = machine_times()
         memory1 = memory_mb(target.pid)
@@ -572,7 +622,21 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         relay_streams=relay_streams,
         relay_stats=(stats0, stats1, stats_end),
         churn=churn,
-        extra={"relay_env": env, "relay_tree": tree, "machine_busy_before_pct": round(busy_before, 1)},
+        extra={
+            "relay_env": env,
+            "relay_tree": tree,
+            "machine_busy_before_pct": round(busy_before, 1),
+            **(
+                {
+                    "relay_process": "zhihui relay (the relay alone)",
+                    "dispatch_cpu_s": round(dispatch_cpu, 3) if dispatch_cpu is not None else None,
+                }
+                if target.dispatch_pid
+                else {"relay_process": "zhihui up (relay and dispatch server)"}
+                if mode == "zhihui"
+                else {}
+            ),
+        },
         workdir=workdir,
     )
 
@@ -792,7 +856,20 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for zhihui up, e.g. ZHIHUI_RECORDING__SEGMENT_SECONDS=3600 (repeatable)",
+        help="extra environment for zhihui up (and zhihui relay), e.g. "
+        "ZHIHUI_RECORDING__SEGMENT_SECONDS=3600 (repeatable)",
+    )
+    parser.add_argument(
+        "--in-process-relay",
+        action="store_true",
+        help="zhihui: measure the relay inside `zhihui up` (its CPU shared with the dispatch server) "
+        "instead of a `zhihui relay` node of its own (--separate-relay, the default)",
+    )
+    parser.add_argument(
+        "--separate-relay",
+        dest="in_process_relay",
+        action="store_false",
+        help="zhihui: the relay as a node of its own, `zhihui relay`, beside `zhihui up` (the default)",
     )
     parser.add_argument("--keep", action="store_true", help="keep each configuration's folder")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -124,6 +125,77 @@ def running_zhihui(workdir: Path, *args: str, **env: str) -> Iterator[ZhihuiProc
         yield zhihui
     finally:
         zhihui.stop()
+
+
+@dataclass
+class RelayNodeProcess:
+    """``zhihui relay`` running in its own folder: a relay node reporting to a dispatch server (R18)."""
+
+    workdir: Path
+    port: int
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def recordings(self) -> Path:
+        return self.workdir / "recordings"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_relay_node(
+    workdir: Path,
+    port: int,
+    *,
+    dispatch_url: str,
+    secret: str,
+    name: str = "relay-1",
+    log_name: str = "relay.log",
+    timeout: float = 30.0,
+    **env: str,
+) -> RelayNodeProcess:
+    """``zhihui relay`` on ``port``, reporting to ``dispatch_url``; returns once it answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / log_name
+    settings = {
+        "ZHIHUI_RELAY_NODE__NAME": name,
+        "ZHIHUI_RELAY_NODE__DISPATCH_URL": dispatch_url,
+        "ZHIHUI_RELAY_NODE__SECRET": secret,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zhihui.cli", "relay", "--port", str(port), "--log-level", "warning"],
+        cwd=workdir,
+        env=zhihui_env(workdir, **settings, **env),
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    relay = RelayNodeProcess(workdir=workdir, port=port, process=process, log_path=log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"zhihui relay exited with {process.returncode}:\n{relay.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{relay.base_url}/streams", timeout=1).status_code == 200:
+                return relay
+        if time.monotonic() > deadline:
+            relay.stop()
+            raise RuntimeError(f"zhihui relay did not answer in {timeout} s:\n{relay.log()}")
+        time.sleep(0.1)
 
 
 def login(base_url: str, username: str, password: str) -> dict[str, object]:

@@ -7,14 +7,10 @@ Real parts only: two ``zhihui`` processes on loopback, aiortc peers, the dispatc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,7 @@ from media_relay.recording.manifest import sha256_file
 from media_relay.reporter import SECRET_HEADER
 from tests.conftest import ApiClient
 from tests.media import publishing
-from tests.support import LOOPBACK, ZhihuiProcess, free_port, start_zhihui, zhihui_env
+from tests.support import LOOPBACK, RelayNodeProcess, ZhihuiProcess, free_port, start_relay_node, start_zhihui
 
 SECRET = secrets.token_urlsafe(24)
 NODE = "relay-a"
@@ -40,54 +36,29 @@ class Nodes:
     dispatch: ZhihuiProcess
     relay_dir: Path
     relay_port: int
-    relay: subprocess.Popen[str] | None = None
-    logs: list[Path] = field(default_factory=list)
+    relay: RelayNodeProcess | None = None
+    starts: int = 0
 
     @property
     def relay_url(self) -> str:
         return f"http://{LOOPBACK}:{self.relay_port}"
 
     def start_relay(self) -> None:
-        log_path = self.relay_dir / f"relay-{len(self.logs)}.log"
-        self.logs.append(log_path)
-        env = zhihui_env(
+        self.relay = start_relay_node(
             self.relay_dir,
-            ZHIHUI_RELAY_NODE__NAME=NODE,
-            ZHIHUI_RELAY_NODE__DISPATCH_URL=self.dispatch.base_url,
-            ZHIHUI_RELAY_NODE__SECRET=SECRET,
+            self.relay_port,
+            dispatch_url=self.dispatch.base_url,
+            secret=SECRET,
+            name=NODE,
+            log_name=f"relay-{self.starts}.log",
             ZHIHUI_RELAY_NODE__RETRY_MAX_SECONDS="0.5",
         )
-        self.relay = subprocess.Popen(
-            [sys.executable, "-m", "zhihui.cli", "relay", "--port", str(self.relay_port)],
-            cwd=self.relay_dir,
-            env=env,
-            stdout=log_path.open("w"),
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.relay.poll() is not None:
-                raise RuntimeError(f"zhihui relay exited with {self.relay.returncode}:\n{self.relay_log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.relay_url}/streams", timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"zhihui relay did not answer in 30 s:\n{self.relay_log()}")
-            time.sleep(0.1)
+        self.starts += 1
 
     def stop_relay(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.relay is not None and self.relay.poll() is None:
-            self.relay.send_signal(sig)
-            try:
-                self.relay.wait(15)
-            except subprocess.TimeoutExpired:
-                self.relay.kill()
-                self.relay.wait(5)
+        if self.relay is not None:
+            self.relay.stop(sig)
         self.relay = None
-
-    def relay_log(self) -> str:
-        return self.logs[-1].read_text(errors="replace") if self.logs else ""
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +72,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         ZHIHUI_RELAY_NODE__SECRET=SECRET,
         ZHIHUI_RELAY__PUBLIC_URL=f"http://{LOOPBACK}:{relay_port}",
     )
-    relay_dir = workdir / "relay"
-    relay_dir.mkdir()
-    world = Nodes(dispatch=dispatch, relay_dir=relay_dir, relay_port=relay_port)
+    world = Nodes(dispatch=dispatch, relay_dir=workdir / "relay", relay_port=relay_port)
     try:
         world.start_relay()
         yield world
