@@ -13,8 +13,8 @@ conditional UPDATEs: doing either twice is harmless and reports the state as it 
 
 Alerts go to the command room's channel; an SOS also to the officer who sent it, who so learns
 that it was seen and when it is resolved. Raising and resolving one also writes an entry, in the
-same transaction, on the timeline of each incident it concerns (R5): the incident it names, its
-field operation's, and the open incidents its officer is on.
+same transaction, on the timeline of each incident it concerns (R5): the incident it names and its
+field operation's, else the open incidents its officer is on.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def _channels(alert: Alert) -> list[str]:
 
 
 async def _incidents_of(db_session: AsyncSession, alert: Alert) -> list[int]:
-    """The incidents an alert concerns: the one it names, its field operation's, and the open ones
-    its officer is on."""
+    """The incidents an alert concerns: the one it names and its field operation's; when it names
+    neither, the open ones its officer is on (an alert about one directive stays off the officer's
+    other incidents)."""
     found = {alert.incident_id} if alert.incident_id is not None else set()
     if alert.field_operation_id is not None:
         operation_incident = await db_session.scalar(
@@ -76,7 +77,7 @@ async def _incidents_of(db_session: AsyncSession, alert: Alert) -> list[int]:
         )
         if operation_incident is not None:
             found.add(operation_incident)
-    if alert.person_id is not None:
+    if not found and alert.person_id is not None:
         found.update(await incidents.open_incidents_of(db_session=db_session, person_id=alert.person_id))
     return sorted(found)
 
