@@ -125,7 +125,9 @@ class RelayStarted(BaseModel):
     type: Literal["relay_started"] = "relay_started"
     at: datetime
     left_live: list[str] = Field(default_factory=list, max_length=10_000)
-    """Streams the node's previous run had live when it ended (a crash): they died with it."""
+    """Streams of the node's previous run whose end the dispatch server may not have heard of (live
+    at a crash, or with reports undelivered or dropped): those still live are ended, and the node
+    reports their manifests again."""
 
 
 class RelayReport(BaseModel):

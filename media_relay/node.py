@@ -17,6 +17,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import FastAPI
+from pydantic import BaseModel, Field
 
 from media_relay.app import create_relay_app
 from media_relay.events import RecordingGap, SegmentSealed
@@ -26,9 +27,19 @@ from media_relay.reporter import HttpReporter, LiveStreamsFile
 from zhihui.grants import GrantVerifier
 from zhihui.settings import Settings
 
-__all__ = ["NodeConfigError", "create_relay_node_app", "fetch_public_key", "load_public_key"]
+__all__ = ["NodeConfigError", "ReportsOut", "create_relay_node_app", "fetch_public_key", "load_public_key"]
 
 logger = logging.getLogger(__name__)
+
+
+class ReportsOut(BaseModel):
+    node: str
+    dispatch_url: str
+    pending: int = Field(description="Events waiting for the dispatch server.")
+    delivered: int = Field(description="Events the dispatch server took since this node started.")
+    dropped: int = Field(
+        description="Events given up (the queue was full, or refused as malformed), each logged."
+    )
 
 
 class NodeConfigError(Exception):
@@ -105,6 +116,17 @@ def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0)
             await reporter.stop()  # after the relay: its last streams' 'stream_down' go too
 
     app.router.lifespan_context = lifespan
+
+    @app.get("/reports", response_model=ReportsOut, summary="This node's reports to the dispatch server")
+    async def reports() -> ReportsOut:
+        return ReportsOut(
+            node=node.name,
+            dispatch_url=str(node.dispatch_url),
+            pending=reporter.pending,
+            delivered=reporter.delivered,
+            dropped=reporter.dropped,
+        )
+
     return app
 
 

@@ -4,7 +4,8 @@ The registry's outbox hands events over one at a time, in order; the reporter ke
 bounded queue and posts them, still in order, to ``POST /api/relay/events``. While the dispatch
 server cannot be reached it retries the oldest with growing waits, so the relay itself never waits
 for it: publishing and viewing go on. Past the bound the oldest event is dropped, logged and counted,
-never silently; the dispatch server rebuilds its catalog from the manifests when it starts.
+never silently; the streams it was about are reported again, from their manifests, when the node
+next starts (:class:`LiveStreamsFile`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,21 @@ FIRST_RETRY_SECONDS = 0.2
 
 
 class LiveStreamsFile:
-    """The streams this node has reported up and not yet down, kept in a small JSON file, so that
-    after a crash the next run can tell the dispatch server which streams died with it."""
+    """The streams of this node whose end the dispatch server may not have heard of, in a small JSON
+    file: from the moment a stream goes up until its ``stream_down`` is delivered (after all its
+    other reports, which go in order), and, once a report about it was dropped, until the next run.
+
+    After a crash (or a stop with reports undelivered) the next run names them in ``relay_started``:
+    the dispatch server ends those still live, and the node reports their manifests again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._live: set[str] = set()
+        self._open: set[str] = set()
+        self._damaged: set[str] = set()
 
     def take_previous(self) -> list[str]:
-        """What the previous run left live; the file starts empty for this run."""
+        """What the previous run left open; the file starts empty for this run."""
         try:
             previous = [str(stream) for stream in json.loads(self.path.read_text())["live"]]
         except FileNotFoundError:
@@ -48,17 +55,28 @@ class LiveStreamsFile:
         except (OSError, ValueError, KeyError, TypeError) as error:
             logger.error("cannot read %s (%r): streams a crash left live are not ended", self.path, error)
             previous = []
-        self._live.clear()
+        self._open.clear()
+        self._damaged.clear()
         self._write()
         return previous
 
-    def note(self, event: AnyRelayEvent) -> None:
-        if isinstance(event, StreamUp) and event.stream_id not in self._live:
-            self._live.add(event.stream_id)
+    def queued(self, event: AnyRelayEvent | RelayStarted) -> None:
+        if isinstance(event, StreamUp) and event.stream_id not in self._open:
+            self._open.add(event.stream_id)
             self._write()
-        elif isinstance(event, StreamDown) and event.stream_id in self._live:
-            self._live.discard(event.stream_id)
+
+    def delivered(self, event: AnyRelayEvent | RelayStarted) -> None:
+        if isinstance(event, StreamDown) and event.stream_id in self._open - self._damaged:
+            self._open.discard(event.stream_id)
             self._write()
+
+    def dropped(self, event: AnyRelayEvent | RelayStarted) -> None:
+        stream_id = getattr(event, "stream_id", "")
+        if stream_id:
+            self._damaged.add(stream_id)
+            if stream_id not in self._open:
+                self._open.add(stream_id)
+                self._write()
 
     def _write(self) -> None:
         """Atomically (a new file renamed over the old one), and on the disk before it returns."""
@@ -66,7 +84,7 @@ class LiveStreamsFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = self.path.with_name(self.path.name + ".new")
             with new.open("w") as file:
-                json.dump({"live": sorted(self._live)}, file)
+                json.dump({"live": sorted(self._open)}, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(new, self.path)
@@ -77,7 +95,7 @@ class LiveStreamsFile:
 class HttpReporter:
     """The relay's :data:`~media_relay.events.EventSink` when it runs apart from the dispatch server.
 
-    ``start()`` queues :class:`RelayStarted` first, naming what the node's previous run left live
+    ``start()`` queues :class:`RelayStarted` first, naming what the node's previous run left open
     (from ``live_file``), so that the dispatch server ends those streams before it hears of anything
     new; ``stop()`` tries to deliver what is left.
     """
@@ -120,8 +138,6 @@ class HttpReporter:
         return left_live
 
     async def __call__(self, event: AnyRelayEvent) -> None:
-        if self._live_file is not None:
-            self._live_file.note(event)  # before it can reach the dispatch server
         self._enqueue(event)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -136,8 +152,8 @@ class HttpReporter:
             self._task = None
         if self._pending:
             logger.error(
-                "relay stopped with %d event(s) not delivered to %s (the catalog is rebuilt from the "
-                "manifests when the dispatch server starts)",
+                "relay stopped with %d event(s) not delivered to %s (their streams are reported again "
+                "when this node starts)",
                 len(self._pending),
                 self._url,
             )
@@ -150,16 +166,23 @@ class HttpReporter:
             oldest = self._pending.popleft() if isinstance(first, RelayStarted) and self._pending else first
             if oldest is not first:
                 self._pending.appendleft(first)
-            self.dropped += 1
+            self._dropped(oldest)
             logger.error(
                 "relay event %s dropped: %d waiting for the dispatch server (%d dropped so far)",
                 oldest.type,
                 self._max_pending,
                 self.dropped,
             )
+        if self._live_file is not None:
+            self._live_file.queued(event)  # on the disk before it can reach the dispatch server
         self._pending.append(event)
         self._idle.clear()
         self._wake.set()
+
+    def _dropped(self, event: AnyRelayEvent | RelayStarted) -> None:
+        self.dropped += 1
+        if self._live_file is not None:
+            self._live_file.dropped(event)
 
     async def _run(self) -> None:
         wait = FIRST_RETRY_SECONDS
@@ -181,6 +204,8 @@ class HttpReporter:
                     if self._pending and self._pending[0] is event:  # not dropped meanwhile
                         self._pending.popleft()
                     self.delivered += 1
+                    if self._live_file is not None:
+                        self._live_file.delivered(event)
                     if failing:
                         logger.warning("the dispatch server takes the relay's events again")
                     failing, wait = False, FIRST_RETRY_SECONDS
@@ -188,7 +213,7 @@ class HttpReporter:
                 if response.status_code in (400, 413, 422):  # this event will never be taken
                     if self._pending and self._pending[0] is event:
                         self._pending.popleft()
-                    self.dropped += 1
+                    self._dropped(event)
                     logger.error(
                         "the dispatch server refused relay event %s (%d): %s",
                         event.type,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +25,15 @@ from media_relay.recording.manifest import sha256_file
 from media_relay.reporter import SECRET_HEADER
 from tests.conftest import ApiClient
 from tests.media import publishing
-from tests.support import LOOPBACK, RelayNodeProcess, ZhihuiProcess, free_port, start_relay_node, start_zhihui
+from tests.support import (
+    LOOPBACK,
+    RelayNodeProcess,
+    ZhihuiProcess,
+    free_port,
+    start_relay_node,
+    start_zhihui,
+    zhihui_env,
+)
 
 SECRET = secrets.token_urlsafe(24)
 NODE = "relay-a"
@@ -146,6 +156,32 @@ async def test_a_stream_published_through_a_separate_relay_is_live_viewed_and_ca
     (folder,) = (nodes.relay_dir / "recordings").glob(f"*/*/*/{stream_id}")
     assert segment["sha256"] in {sha256_file(path) for path in folder.glob("*.mkv")}
     assert not list(nodes.dispatch.recordings.glob(f"*/*/*/{stream_id}"))
+
+    # The node counts what it reported: everything taken, nothing dropped.
+    reports = httpx.get(f"{nodes.relay_url}/reports").json()
+    assert reports["node"] == NODE and reports["dropped"] == 0 and reports["delivered"] >= 3, reports
+
+
+def test_a_relay_without_its_settings_refuses_to_start(tmp_path: Path) -> None:
+    """R18: a relay node that cannot report (no dispatch server, no secret, a short secret) says
+    what is missing and exits with code 2, instead of running deaf."""
+
+    def relay(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "zhihui.cli", "relay", "--port", str(free_port())],
+            cwd=tmp_path,
+            env=zhihui_env(tmp_path, **env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    no_dispatch = relay()
+    assert no_dispatch.returncode == 2 and "relay_node.dispatch_url" in no_dispatch.stdout
+    no_secret = relay(ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9")
+    assert no_secret.returncode == 2 and "relay_node.secret" in no_secret.stdout
+    short = relay(ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9", ZHIHUI_RELAY_NODE__SECRET="short")
+    assert short.returncode == 2 and "at least 16 characters" in short.stdout
 
 
 def test_a_report_without_the_relay_secret_gets_401_and_changes_nothing(

@@ -129,28 +129,54 @@ async def test_a_refused_secret_is_retried_and_a_malformed_event_is_dropped_and_
     assert reporter.dropped == 1 and dispatch.attempts == 1
 
 
-async def test_streams_live_at_a_crash_are_named_by_the_next_run(tmp_path: Path) -> None:
+def _up(stream_id: str) -> StreamUp:
+    return StreamUp(
+        stream_id=stream_id, officer_id="7", started_at=datetime.now(UTC), video_codec="vp8", audio_codec=None
+    )
+
+
+def _down(stream_id: str) -> StreamDown:
+    return StreamDown(
+        stream_id=stream_id, officer_id="7", ended_at=datetime.now(UTC), reason="publisher left"
+    )
+
+
+def _open(path: Path) -> list[str]:
+    return list(json.loads(path.read_text())["live"])
+
+
+async def test_streams_a_crash_left_open_are_named_by_the_next_run(tmp_path: Path) -> None:
     path = tmp_path / "relay-node-relay-a.json"
     dispatch = Dispatch()
-    dispatch.reachable = True
-    first = _reporter(dispatch, live_file=LiveStreamsFile(path))
+    first = _reporter(dispatch, live_file=LiveStreamsFile(path), max_pending=6)
     first.start()
-    now = datetime.now(UTC)
     for stream_id in ("s1", "s2", "s3"):
-        await first(
-            StreamUp(stream_id=stream_id, officer_id="7", started_at=now, video_codec="vp8", audio_codec=None)
-        )
-    await first(StreamDown(stream_id="s2", officer_id="7", ended_at=now, reason="publisher left"))
-    assert json.loads(path.read_text()) == {"live": ["s1", "s3"]}  # on disk before it is sent
-    # A crash: no stop. The next run names what the first left live, then starts afresh.
+        await first(_up(stream_id))
+    assert _open(path) == ["s1", "s2", "s3"]  # on the disk before the dispatch server can hear of it
+    await first(_down("s2"))
+    assert _open(path) == ["s1", "s2", "s3"]  # its end is not delivered yet: still open
+    dispatch.reachable = True
+    await _until(lambda: first.pending == 0)
+    assert _open(path) == ["s1", "s3"]
+
+    # The dispatch server is away and the queue overflows: s4's dropped report keeps it open even
+    # after its end is delivered, so that the next run reports its manifest again.
+    dispatch.reachable = False
+    await first(_up("s4"))
+    for n in range(6):
+        await first(_health(n) if n else _health(n).model_copy(update={"stream_id": "s4"}))
+    assert first.dropped == 1
+    await first(_down("s4"))
+    dispatch.reachable = True
+    await _until(lambda: first.pending == 0)
+    assert _open(path) == ["s1", "s3", "s4"]
+
+    # A crash: no stop. The next run names what the first left open, then starts afresh.
     second = _reporter(dispatch, live_file=LiveStreamsFile(path))
-    assert second.start() == ["s1", "s3"]
-    assert json.loads(path.read_text()) == {"live": []}
-    await _until(lambda: second.pending == 0 and first.pending == 0)
+    assert second.start() == ["s1", "s3", "s4"]
+    assert _open(path) == []
+    await _until(lambda: second.pending == 0)
     await first.stop()
     await second.stop()
-    assert dispatch.events()[-1] == {
-        "type": "relay_started",
-        "at": dispatch.events()[-1]["at"],
-        "left_live": ["s1", "s3"],
-    }
+    started = dispatch.events()[-1]
+    assert started["type"] == "relay_started" and started["left_live"] == ["s1", "s3", "s4"]
