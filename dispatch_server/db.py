@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, DateTime, TypeDecorator, event, inspect, text
+from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -16,12 +18,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.schema import CreateColumn
 
-__all__ = ["Base", "Database", "UtcDateTime", "utcnow"]
+__all__ = ["Base", "Database", "UtcDateTime", "load_models", "utcnow"]
 
 SCHEMA_LOCK_KEY = 0x5A48_4855_4901
-"""PostgreSQL advisory lock held while the schema is created, so that several processes can
+"""PostgreSQL advisory lock held while the schema is migrated, so that several processes can
 start at once on one database."""
 
 
@@ -52,8 +53,17 @@ class Base(DeclarativeBase):
     pass
 
 
+def load_models() -> MetaData:
+    """Import every domain's models (``dispatch_server/<domain>/models.py``), so that the mappers
+    and ``Base.metadata`` know every table; return that metadata."""
+    for package in sorted(Path(__file__).parent.iterdir()):
+        if (package / "models.py").is_file():
+            importlib.import_module(f"dispatch_server.{package.name}.models")
+    return Base.metadata
+
+
 class Database:
-    """Owns the engine and the session factory; ``start`` creates the schema, ``stop`` disposes."""
+    """Owns the engine and the session factory; ``start`` migrates the schema, ``stop`` disposes."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -72,32 +82,53 @@ class Database:
         return self.engine.dialect.name
 
     async def start(self) -> None:
-        """Create what is missing of the schema: new tables, and new columns that may be NULL or
-        have a server default (there are no migrations yet)."""
-        # Import every domain's models so their tables are known.
-        from dispatch_server.alerts import models as _alerts  # noqa: F401
-        from dispatch_server.archive import models as _archive  # noqa: F401
-        from dispatch_server.audit import models as _audit  # noqa: F401
+        """Bring the schema to the newest revision (:mod:`dispatch_server.migrations`; a database
+        made before migrations is adopted or refused), then make the rows every database starts
+        with. Raises :class:`~dispatch_server.migrations.SchemaError` for a database it will not
+        migrate."""
+        from dispatch_server import migrations
         from dispatch_server.audit.roles import warn_if_audit_writable
         from dispatch_server.audit.service import ensure_head
-        from dispatch_server.auth import models as _auth  # noqa: F401
-        from dispatch_server.devices import models as _devices  # noqa: F401
-        from dispatch_server.directives import models as _directives  # noqa: F401
-        from dispatch_server.duty import models as _duty  # noqa: F401
-        from dispatch_server.field_ops import models as _field_ops  # noqa: F401
-        from dispatch_server.people import models as _people  # noqa: F401
-        from dispatch_server.positions import models as _positions  # noqa: F401
         from dispatch_server.realtime.eventlog import ensure_counter
-        from dispatch_server.streams import models as _streams  # noqa: F401
-        from dispatch_server.units import models as _units  # noqa: F401
 
-        async with self.engine.begin() as connection:
-            await _lock_schema(connection)
-            await connection.run_sync(Base.metadata.create_all)
-            await connection.run_sync(_add_missing_columns)
+        load_models()
+        async with self.schema_locked() as connection:
+            await connection.run_sync(migrations.upgrade)
             await ensure_counter(connection)
             await ensure_head(connection)
             await warn_if_audit_writable(connection)
+
+    async def schema_revision(self) -> tuple[str | None, str]:
+        """The database's revision (None: empty, or made before migrations) and this code's newest."""
+        from dispatch_server import migrations
+
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(migrations.current), migrations.head()
+
+    @asynccontextmanager
+    async def schema_locked(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction that holds the schema lock until it commits (on leaving
+        the block) or rolls back (on an error): PostgreSQL's advisory lock, SQLite's write lock
+        (``BEGIN IMMEDIATE``). On SQLite foreign keys are off inside, so that a migration may copy
+        and drop a table without cascading (``migrations.upgrade`` checks them before the commit)."""
+        async with self.engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:  # only outside a transaction does this pragma take effect
+                await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await connection.commit()
+            try:
+                async with connection.begin():
+                    if sqlite:
+                        await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    else:
+                        await connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                        )
+                    yield connection
+            finally:
+                if sqlite:
+                    await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    await connection.commit()
 
     async def stop(self) -> None:
         await self.engine.dispose()
@@ -107,35 +138,9 @@ class Database:
             yield session
 
 
-def _add_missing_columns(connection: Connection) -> None:
-    """Add the columns a model gained since its table was made (``create_all`` makes only new
-    tables). Only additions, and only columns that may be NULL or have a server default, so that
-    existing rows stay valid; anything else needs a real migration and is refused here."""
-    inspector = inspect(connection)
-    present_tables = set(inspector.get_table_names())
-    for table in Base.metadata.sorted_tables:
-        if table.name not in present_tables:
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable and column.server_default is None:
-                raise RuntimeError(
-                    f"{table.name}.{column.name} is NOT NULL without a server default: migrate by hand"
-                )
-            spec = CreateColumn(column).compile(dialect=connection.dialect)
-            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
-
-
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
-
-
-async def _lock_schema(connection: AsyncConnection) -> None:
-    if connection.dialect.name == "postgresql":
-        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})

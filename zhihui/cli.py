@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 import uvicorn
@@ -29,6 +30,8 @@ from zhihui.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from media_relay.recording.verify import StreamReport
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Zhihui (指挥): field dispatch and bodycam video command.", no_args_is_help=True)
 console = Console(highlight=False)
@@ -75,7 +78,7 @@ def up(
     )
     settings = base.model_copy(update={"http": http})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    admin_password, demo_rows = asyncio.run(_bootstrap(settings, demo))
+    admin_password, demo_rows = _run_migrating(_bootstrap(settings, demo))
 
     url = settings.public_url
     console.print("[bold]Zhihui 指挥[/bold] is starting")
@@ -428,6 +431,78 @@ db_app = typer.Typer(help="The database: its schema, and the role the app connec
 app.add_typer(db_app, name="db")
 
 
+def _run_migrating(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run what starts the database; a database it will not migrate is reported, exit code 1."""
+    from dispatch_server.migrations import SchemaError
+
+    try:
+        return asyncio.run(coroutine)
+    except SchemaError as error:
+        console.print(f"[red]{error}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+async def _schema_revision(settings: Settings, upgrade: bool) -> tuple[str | None, str | None, str]:
+    from dispatch_server.db import Database
+
+    db = Database(settings.effective_database_url)
+    try:
+        before, newest = await db.schema_revision()
+        if upgrade:
+            await db.start()
+        after, _ = await db.schema_revision()
+        return before, after, newest
+    finally:
+        await db.stop()
+
+
+@db_app.command("upgrade")
+def upgrade_database() -> None:
+    """Bring the schema to this Zhihui's newest revision (``zhihui up`` does it too). On PostgreSQL
+    with an app role of its own, run it as the schema's owner before starting a new version."""
+    settings = _settings()
+    before, after, _ = _run_migrating(_schema_revision(settings, upgrade=True))
+    where = settings.effective_database_url.split("@")[-1]
+    if before == after:
+        said = f"The schema in {where} is at revision {after}, the newest: nothing to do."
+    else:
+        said = f"The schema in {where} went from revision {before or '(none)'} to {after}."
+    console.print(said, soft_wrap=True)
+
+
+@db_app.command("current")
+def current_database() -> None:
+    """Show the schema's revision and this Zhihui's newest. Exit code 0: up to date; 1: behind (or
+    empty, or made before migrations)."""
+    settings = _settings()
+    _, current, newest = _run_migrating(_schema_revision(settings, upgrade=False))
+    if current == newest:
+        console.print(f"Revision {current}, the newest.")
+        return
+    console.print(
+        f"Revision {current or '(none: empty, or made before migrations)'}; this Zhihui's newest is "
+        f"{newest}: `zhihui up` or `zhihui db upgrade` migrates.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
+
+
+@db_app.command("revision")
+def new_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
+) -> None:
+    """For developers: write a new migration with what the models have and the migrations do not make
+    (dispatch_server/migrations/versions/). Read it before committing: renames, triggers and data
+    need a hand. Exit code 1: nothing to write."""
+    from dispatch_server.migrations import make_revision
+
+    written = make_revision(message)
+    if written is None:
+        console.print("The migrations already make what the models describe: nothing written.")
+        raise typer.Exit(1)
+    console.print(f"Wrote {written}")
+
+
 async def _setup_database(settings: Settings, app_role: str | None) -> None:
     from dispatch_server.audit.roles import grant_app_role
     from dispatch_server.db import Database
@@ -453,11 +528,11 @@ def setup_database(
         ),
     ] = None,
 ) -> None:
-    """Create the schema in the configured database (run it as the schema's owner, an administrator's
-    role), and make the app's own role ready. Again after an upgrade. Idempotent."""
+    """Create or migrate the schema in the configured database (run it as the schema's owner, an
+    administrator's role), and make the app's own role ready. Again after an upgrade. Idempotent."""
     settings = _settings()
     try:
-        asyncio.run(_setup_database(settings, app_role))
+        _run_migrating(_setup_database(settings, app_role))
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None

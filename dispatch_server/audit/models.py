@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DDL, BigInteger, Index, Integer, String, Text, event
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dispatch_server.db import Base, UtcDateTime
@@ -117,36 +117,5 @@ class AuditHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
 
 
-# The application never updates or deletes an audit row; the database refuses it too.
-event.listen(
-    AuditEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event "
-        "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END"
-    ).execute_if(dialect="sqlite"),
-)
-event.listen(
-    AuditEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event "
-        "BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END"
-    ).execute_if(dialect="sqlite"),
-)
-event.listen(
-    AuditEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'audit events are append-only'; END $$"
-    ).execute_if(dialect="postgresql"),
-)
-event.listen(
-    AuditEvent.__table__,
-    "after_create",
-    DDL(
-        "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
-        "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()"
-    ).execute_if(dialect="postgresql"),
-)
+# The application never updates or deletes an audit row; the database refuses it too, with triggers
+# made by the migrations (dispatch_server/migrations/versions/0001_baseline.py, 0002: TRUNCATE).

@@ -1,10 +1,11 @@
 """The audit log in the database (R17): the role the app connects as may add audit rows, never
 change or remove them.
 
-- SQLite: triggers refuse UPDATE and DELETE (:mod:`dispatch_server.audit.models`). Whoever holds the
-  file can drop them; :func:`~dispatch_server.audit.service.verify_chain` then shows what changed.
-- PostgreSQL: the same triggers, for every role. On their own they do not stop the table's owner,
-  who may drop or disable them, or TRUNCATE. So in production the schema belongs to an
+- SQLite: triggers refuse UPDATE and DELETE (made by the migrations, ``dispatch_server/migrations``).
+  Whoever holds the file can drop them; :func:`~dispatch_server.audit.service.verify_chain` then shows
+  what changed.
+- PostgreSQL: the same triggers, and one refusing TRUNCATE, for every role. On their own they do not
+  stop the table's owner, who may drop or disable them. So in production the schema belongs to an
   administrator's role and the app connects as a role of its own, made ready by
   :func:`grant_app_role` (``zhihui db setup --app-role NAME``, run with the administrator's URL):
   every privilege the app needs on every table, but only SELECT and INSERT on ``audit_event``, and,
@@ -12,8 +13,9 @@ change or remove them.
   chain shows it.
 
 :func:`audit_writable` tells whether the current connection could change audit rows, so that the
-server warns when it runs as the owner. (The app's role cannot add columns to tables it does not own:
-after an upgrade that adds some, run ``zhihui db setup`` again as the administrator.)
+server warns when it runs as the owner. (The app's role cannot change tables it does not own: after an
+upgrade of Zhihui that brings migrations, run ``zhihui db setup`` again as the administrator; it
+migrates, then grants on the new tables.)
 """
 
 from __future__ import annotations
@@ -34,16 +36,6 @@ _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 def _statements(role: str) -> list[str]:
     quoted = f'"{role}"'
     return [
-        # TRUNCATE fires no row trigger: one of its own (PostgreSQL 14 has CREATE OR REPLACE TRIGGER;
-        # this works on older ones too).
-        """
-        DO $$ BEGIN
-          IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'audit_event_no_truncate') THEN
-            CREATE TRIGGER audit_event_no_truncate BEFORE TRUNCATE ON audit_event
-              FOR EACH STATEMENT EXECUTE FUNCTION audit_event_append_only();
-          END IF;
-        END $$
-        """,
         f"""
         DO $$ BEGIN
           EXECUTE format('GRANT CONNECT ON DATABASE %I TO {quoted}', current_database());

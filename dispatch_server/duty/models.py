@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DDL, Enum, ForeignKey, Index, String, Text, event, text
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dispatch_server.db import Base, UtcDateTime
@@ -176,27 +176,5 @@ class LogEntry(Base):
     author: Mapped[Person] = relationship(lazy="joined")
 
 
-# The application never updates or deletes a log entry; the database refuses it too.
-for _statement, _dialect in (
-    (
-        "CREATE TRIGGER duty_log_entry_no_update BEFORE UPDATE ON duty_log_entry "
-        "BEGIN SELECT RAISE(ABORT, 'duty log entries are append-only'); END",
-        "sqlite",
-    ),
-    (
-        "CREATE TRIGGER duty_log_entry_no_delete BEFORE DELETE ON duty_log_entry "
-        "BEGIN SELECT RAISE(ABORT, 'duty log entries are append-only'); END",
-        "sqlite",
-    ),
-    (
-        "CREATE OR REPLACE FUNCTION duty_log_entry_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'duty log entries are append-only'; END $$",
-        "postgresql",
-    ),
-    (
-        "CREATE TRIGGER duty_log_entry_append_only BEFORE UPDATE OR DELETE ON duty_log_entry "
-        "FOR EACH ROW EXECUTE FUNCTION duty_log_entry_append_only()",
-        "postgresql",
-    ),
-):
-    event.listen(LogEntry.__table__, "after_create", DDL(_statement).execute_if(dialect=_dialect))
+# The application never updates or deletes a log entry; the database refuses it too, with triggers
+# made by the migrations (dispatch_server/migrations/versions/0001_baseline.py).

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.auth import refresh
@@ -141,17 +142,22 @@ async def authenticate(*, db_session: AsyncSession, username: str, password: str
 
 
 async def ensure_first_admin(*, db_session: AsyncSession) -> str | None:
-    """On the very first start, create ``admin`` with a random password and return it (once)."""
+    """On the very first start, create ``admin`` with a random password and return it (once). Of
+    several processes starting at once on a new database, one does."""
     if await db_session.scalar(select(func.count()).select_from(Person)):
         return None
     password = random_password()
-    await create(
-        db_session=db_session,
-        username="admin",
-        display_name="Administrator",
-        role=Role.ADMIN,
-        password=password,
-    )
+    try:
+        async with db_session.begin_nested():
+            await create(
+                db_session=db_session,
+                username="admin",
+                display_name="Administrator",
+                role=Role.ADMIN,
+                password=password,
+            )
+    except (Conflict, IntegrityError):  # another process made it first
+        return None
     return password
 
 
