@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.alerts.models import AlertKind, AlertLevel
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 
@@ -32,11 +33,8 @@ class AlertOut(BaseModel):
     resolved_note: str
 
 
-class AlertPage(BaseModel):
-    items: list[AlertOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class AlertPage(Page[AlertOut]):
+    """Alerts, newest first."""
 
 
 class AlertNoteIn(BaseModel):

@@ -13,7 +13,8 @@ from dispatch_server.alerts.models import AlertKind
 from dispatch_server.alerts.schemas import AlertNoteIn, AlertOut, AlertPage, SosIn
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import Ctx, DbSession, Now, require_roles
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 from dispatch_server.realtime import eventlog
 
@@ -30,6 +31,7 @@ Officer = Annotated[Person, Depends(require_roles(Role.FIELD_OFFICER))]
 async def list_alerts(
     db_session: DbSession,
     _user: Handler,
+    page: Paging,
     state: Annotated[Literal["open", "all"], Query(description="Only the unresolved ones, or all.")] = "open",
     kind: AlertKind | None = None,
     incident_id: Id | None = None,
@@ -38,8 +40,6 @@ async def list_alerts(
     since: Annotated[
         AwareDatetime | None, Query(description="Only alerts raised at or after this (a time with its zone).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> AlertPage:
     items, total = await service.list_alerts(
         db_session=db_session,
@@ -49,12 +49,10 @@ async def list_alerts(
         field_operation_id=field_operation_id,
         person_id=person_id,
         since=since,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return AlertPage(
-        items=[AlertOut.model_validate(a) for a in items], total=total, limit=limit, offset=offset
-    )
+    return AlertPage.of([AlertOut.model_validate(a) for a in items], total, page)
 
 
 @router.get("/{alert_id}", response_model=AlertOut, summary="One alert")

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.devices.models import DeviceKind, DeviceStatus
 from dispatch_server.ids import Id
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 SERIAL = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
@@ -46,8 +47,5 @@ class DeviceOut(BaseModel):
     updated_at: datetime
 
 
-class DevicePage(BaseModel):
-    items: list[DeviceOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class DevicePage(Page[DeviceOut]):
+    """Devices."""

@@ -11,7 +11,8 @@ from dispatch_server.auth.deps import DbSession, Now, require_roles
 from dispatch_server.devices import service
 from dispatch_server.devices.models import DeviceKind, DeviceStatus
 from dispatch_server.devices.schemas import DeviceIn, DeviceOut, DevicePage, DevicePatch
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
@@ -37,14 +38,13 @@ async def _audit(
 async def list_devices(
     db_session: DbSession,
     _user: Reader,
+    page: Paging,
     kind: DeviceKind | None = None,
     status: DeviceStatus | None = None,
     person_id: Annotated[Id | None, Query(description="Only devices issued to this person.")] = None,
     unit_id: Annotated[Id | None, Query(description="Only those issued to people of this unit.")] = None,
     issued: Annotated[bool | None, Query(description="true: issued to someone; false: on the shelf.")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the serial or label.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> DevicePage:
     devices, total = await service.list_devices(
         db_session=db_session,
@@ -54,12 +54,10 @@ async def list_devices(
         unit_id=unit_id,
         issued=issued,
         text=q,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return DevicePage(
-        items=[DeviceOut.model_validate(d) for d in devices], total=total, limit=limit, offset=offset
-    )
+    return DevicePage.of([DeviceOut.model_validate(d) for d in devices], total, page)
 
 
 @router.post("", response_model=DeviceOut, status_code=201, summary="Register a device")

@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatch_server.duty.models import LogKind
 from dispatch_server.ids import Id
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 POST_KEY = r"^[a-z0-9][a-z0-9-]{0,47}$"
@@ -71,11 +72,8 @@ class ShiftOut(BaseModel):
     created_at: datetime
 
 
-class ShiftPage(BaseModel):
-    items: list[ShiftOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class ShiftPage(Page[ShiftOut]):
+    """Shifts of the roster."""
 
 
 # -- sign-in ---------------------------------------------------------------------------------------
@@ -180,11 +178,8 @@ class LogEntryOut(BaseModel):
     corrected_by_id: int | None = Field(None, description="The entry that corrects this one, if any.")
 
 
-class LogPage(BaseModel):
-    items: list[LogEntryOut]
-    total: int
-    limit: int
-    offset: int
+class LogPage(Page[LogEntryOut]):
+    """Entries of the duty log, in time order."""
 
 
 # -- the board -------------------------------------------------------------------------------------

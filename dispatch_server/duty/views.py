@@ -32,7 +32,8 @@ from dispatch_server.duty.schemas import (
     SignInIn,
     SignInOut,
 )
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import LongPaging, Paging
 from dispatch_server.people.models import Person
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.realtime import eventlog
@@ -107,14 +108,13 @@ async def list_shifts(
     context: Ctx,
     db_session: DbSession,
     _user: Runner,
+    page: LongPaging,
     day: Day = None,
     week: Annotated[date | None, Query(description="Any day of the week (Monday to Sunday) wanted.")] = None,
     from_: Annotated[datetime | None, Query(alias="from", description="Shifts ending after this.")] = None,
     to: Annotated[datetime | None, Query(description="Shifts starting before this.")] = None,
     person_id: Id | None = None,
     post: Annotated[str | None, POST_QUERY] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[Count, Query()] = 0,
 ) -> ShiftPage:
     since, until = service.day_window(_duty(context), day, week)
     since = max(filter(None, (since, from_)), default=None)
@@ -125,12 +125,10 @@ async def list_shifts(
         until=until,
         person_id=person_id,
         seat=post,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return ShiftPage(
-        items=[ShiftOut.model_validate(s) for s in items], total=total, limit=limit, offset=offset
-    )
+    return ShiftPage.of([ShiftOut.model_validate(s) for s in items], total, page)
 
 
 @router.post("/api/duty/shifts", response_model=ShiftOut, status_code=201, summary="Roster someone on a post")
@@ -240,12 +238,11 @@ async def list_sign_ins(
     context: Ctx,
     db_session: DbSession,
     _user: Runner,
+    page: LongPaging,
     day: Day = None,
     person_id: Id | None = None,
     post: Annotated[str | None, POST_QUERY] = None,
     open: Annotated[bool, Query(description="Only those still signed in.")] = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[Count, Query()] = 0,
 ) -> list[SignInOut]:
     since, until = service.day_window(_duty(context), day, None)
     rows = await service.list_sign_ins(
@@ -255,8 +252,8 @@ async def list_sign_ins(
         person_id=person_id,
         seat=post,
         open_only=open,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
     return [SignInOut.model_validate(row) for row in rows]
 
@@ -289,11 +286,10 @@ async def list_handovers(
     context: Ctx,
     db_session: DbSession,
     _user: Runner,
+    page: Paging,
     post: Annotated[str | None, POST_QUERY] = None,
     pending: Annotated[bool | None, Query(description="true: not accepted yet; false: accepted.")] = None,
     day: Day = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> list[HandoverOut]:
     since, until = service.day_window(_duty(context), day, None)
     rows = await handovers.list_handovers(
@@ -302,8 +298,8 @@ async def list_handovers(
         pending=pending,
         since=since,
         until=until,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
     return [HandoverOut.model_validate(row) for row in rows]
 
@@ -337,13 +333,12 @@ async def accept_handover(
 async def list_items(
     db_session: DbSession,
     _user: Runner,
+    page: LongPaging,
     post: Annotated[str | None, POST_QUERY] = None,
     open: Annotated[bool, Query(description="false: closed ones too.")] = True,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[Count, Query()] = 0,
 ) -> list[ItemOut]:
     rows = await handovers.list_items(
-        db_session=db_session, seat=post, open_only=open, limit=limit, offset=offset
+        db_session=db_session, seat=post, open_only=open, limit=page.limit, offset=page.offset
     )
     return [ItemOut.model_validate(row) for row in rows]
 
@@ -380,12 +375,11 @@ async def list_log(
     context: Ctx,
     db_session: DbSession,
     _user: Runner,
+    page: LongPaging,
     day: Day = None,
     q: Annotated[str | None, Query(max_length=100, description="Words in the entry.")] = None,
     kind: LogKind | None = None,
     author_id: Id | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[Count, Query()] = 0,
 ) -> LogPage:
     since, until = service.day_window(_duty(context), day, None)
     rows, total = await duty_log.list_log(
@@ -395,14 +389,14 @@ async def list_log(
         kind=kind,
         author_id=author_id,
         text=q.strip() if q else None,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
     items = [
         LogEntryOut.model_validate(entry).model_copy(update={"corrected_by_id": corrected_by})
         for entry, corrected_by in rows
     ]
-    return LogPage(items=items, total=total, limit=limit, offset=offset)
+    return LogPage.of(items, total, page)
 
 
 @router.post("/api/duty/log", response_model=LogEntryOut, status_code=201, summary="Write in the duty log")

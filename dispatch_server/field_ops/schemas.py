@@ -6,6 +6,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatch_server.field_ops.models import FieldOperationStatus
 from dispatch_server.ids import Id
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 
@@ -48,8 +49,5 @@ class FieldOperationOut(BaseModel):
     end_note: str
 
 
-class FieldOperationPage(BaseModel):
-    items: list[FieldOperationOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class FieldOperationPage(Page[FieldOperationOut]):
+    """Field operations, newest first."""

@@ -16,7 +16,8 @@ from dispatch_server.field_ops.schemas import (
     FieldOperationOut,
     FieldOperationPage,
 )
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import Person
 from dispatch_server.realtime import eventlog
 
@@ -55,12 +56,11 @@ async def create(
 async def list_field_operations(
     db_session: DbSession,
     user: Reader,
+    page: Paging,
     status: FieldOperationStatus | None = None,
     incident_id: Id | None = None,
     person_id: Annotated[Id | None, Query(description="Only those this officer is on.")] = None,
     case_number: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> FieldOperationPage:
     items, total = await service.list_visible(
         db_session=db_session,
@@ -69,12 +69,10 @@ async def list_field_operations(
         incident_id=incident_id,
         member_id=person_id,
         case_number=case_number,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return FieldOperationPage(
-        items=[FieldOperationOut.model_validate(o) for o in items], total=total, limit=limit, offset=offset
-    )
+    return FieldOperationPage.of([FieldOperationOut.model_validate(o) for o in items], total, page)
 
 
 @router.get("/{field_operation_id}", response_model=FieldOperationOut, summary="One field operation")

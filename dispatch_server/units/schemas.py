@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.ids import Id
+from dispatch_server.paging import Page
 
 
 class UnitIn(BaseModel):
@@ -38,8 +39,5 @@ class UnitOut(UnitRef):
     members: int = Field(0, description="Active people in this unit itself (not its sub-units).")
 
 
-class UnitPage(BaseModel):
-    items: list[UnitOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class UnitPage(Page[UnitOut]):
+    """Units by name."""

@@ -8,7 +8,8 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import DbSession, Now, require_roles
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import WATCH_ROLES, Person, Role
 from dispatch_server.units import service
 from dispatch_server.units.models import Unit
@@ -31,18 +32,22 @@ async def _out(db_session: DbSession, unit: Unit) -> UnitOut:
 async def list_units(
     db_session: DbSession,
     _user: Reader,
+    page: Paging,
     parent_id: Annotated[Id | None, Query(description="Only the direct sub-units of this unit.")] = None,
     top_level: Annotated[bool, Query(description="Only units that are part of no other.")] = False,
     q: Annotated[str | None, Query(max_length=100, description="Words in the name.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> UnitPage:
     units, total = await service.list_units(
-        db_session=db_session, parent_id=parent_id, top_level=top_level, text=q, limit=limit, offset=offset
+        db_session=db_session,
+        parent_id=parent_id,
+        top_level=top_level,
+        text=q,
+        limit=page.limit,
+        offset=page.offset,
     )
     counts = await service.member_counts(db_session=db_session, unit_ids=[unit.id for unit in units])
     items = [UnitOut.model_validate(u).model_copy(update={"members": counts.get(u.id, 0)}) for u in units]
-    return UnitPage(items=items, total=total, limit=limit, offset=offset)
+    return UnitPage.of(items, total, page)
 
 
 @router.post("", response_model=UnitOut, status_code=201, summary="Create a unit")
