@@ -507,18 +507,21 @@ class Wall:
 
 async def issue_directives(
     base_url: str, token: str, targets: list[int], rate: float, seconds: float
-) -> list[tuple[int | None, int, float, float, int]]:
+) -> list[tuple[int | None, int, float, float, int | str]]:
     """(directive id, target, time before the POST, time after it, status) of each directive
     issued at ``rate`` per second for ``seconds``, to random ``targets``."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30, limits=limits) as http:
 
-        async def one(n: int) -> tuple[int | None, int, float, float, int]:
+        async def one(n: int) -> tuple[int | None, int, float, float, int | str]:
             target = random.choice(targets)
             body = {"target_ids": [target], "text": f"Bench directive {n}", "ack_deadline_seconds": 3600}
             before = time.time()
-            response = await http.post("/api/directives", json=body)
+            try:
+                response = await http.post("/api/directives", json=body)
+            except httpx.HTTPError as exc:  # a saturated machine: reported, not fatal
+                return None, target, before, time.time(), type(exc).__name__
             after = time.time()
             directive_id = response.json()["id"] if response.status_code == 201 else None
             return directive_id, target, before, after, response.status_code
