@@ -263,17 +263,7 @@ async def acknowledge(
         if alert.acknowledged_at is None:
             raise Conflict(f"alert {alert_id} is resolved already: there is nothing to acknowledge")
         return alert, []
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ALERT_ACKNOWLEDGE,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=subject_of(alert_id),
-        detail={"note": note.strip()} if note.strip() else None,
-    )
-    events = await _record(db_session, alert_id, AlertUpdateMessage)
-    await db_session.commit()
-    return await get(db_session=db_session, alert_id=alert_id), events
+    return await _handled(db_session, alert_id, AuditAction.ALERT_ACKNOWLEDGE, actor, note)
 
 
 async def resolve(
@@ -290,14 +280,29 @@ async def resolve(
     if changed.rowcount != 1:
         await db_session.rollback()
         return await get(db_session=db_session, alert_id=alert_id), []
+    return await _handled(
+        db_session, alert_id, AuditAction.ALERT_RESOLVE, actor, note, TimelineKind.ALERT_RESOLVED
+    )
+
+
+async def _handled(
+    db_session: AsyncSession,
+    alert_id: int,
+    action: AuditAction,
+    actor: audit.Actor,
+    note: str,
+    timeline: TimelineKind | None = None,
+) -> tuple[Alert, list[LoggedEvent]]:
+    """After someone acknowledged or resolved the alert: audit it, log the change (and on the
+    incidents' timelines, ``timeline``), commit, and return the alert as it now stands."""
     await audit.record(
         db_session=db_session,
-        action=AuditAction.ALERT_RESOLVE,
+        action=action,
         outcome=Outcome.SUCCESS,
         actor=actor,
         object=subject_of(alert_id),
         detail={"note": note.strip()} if note.strip() else None,
     )
-    events = await _record(db_session, alert_id, AlertUpdateMessage, TimelineKind.ALERT_RESOLVED)
+    events = await _record(db_session, alert_id, AlertUpdateMessage, timeline)
     await db_session.commit()
     return await get(db_session=db_session, alert_id=alert_id), events
