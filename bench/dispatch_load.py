@@ -148,19 +148,25 @@ class Window:
         self.machine = machine_times()
         self.started = time.monotonic()
 
-    def close(self, load_cpu_s: float = 0.0) -> dict[str, Any]:
-        elapsed = time.monotonic() - self.started
+    def close(self) -> None:
+        """The window's end: the figures are of the time up to here."""
+        self.elapsed = time.monotonic() - self.started
+        self.cpu_end = [cpu_seconds(pid) for pid in self.pids]
+        self.machine_end = machine_times()
+        self.rss = [memory_mb(pid) for pid in self.pids]
+
+    def figures(self, load_cpu_s: float) -> dict[str, Any]:
+        """With the officers' CPU over the window (``load_cpu_s``, read by them a little after)."""
+        elapsed = self.elapsed
         busy0, total0 = self.machine
-        busy1, total1 = machine_times()
+        busy1, total1 = self.machine_end
         cores = os.cpu_count() or 1
-        server = [
-            (cpu_seconds(pid) - before) / elapsed for pid, before in zip(self.pids, self.cpu, strict=True)
-        ]
+        server = [(end - before) / elapsed for end, before in zip(self.cpu_end, self.cpu, strict=True)]
         machine_cores = cores * (busy1 - busy0) / max(1, total1 - total0)
         return {
             "window_s": round(elapsed, 2),
             "server_cpu_cores": [round(c, 2) for c in server],
-            "server_rss_mb": [memory_mb(pid) for pid in self.pids],
+            "server_rss_mb": self.rss,
             "load_cpu_cores": round(load_cpu_s / elapsed, 2),
             "machine_busy_pct": round(100 * machine_cores / cores, 1),
             "other_cores": round(max(0.0, machine_cores - sum(server) - load_cpu_s / elapsed), 2),
@@ -595,14 +601,22 @@ async def run_config(args: argparse.Namespace, deployment: Deployment) -> dict[s
                 args.directive_rate,
                 args.directive_seconds,
             )
-        await asyncio.sleep(2)  # the last ones arrive
-        workers.tell("receipts")
-        receipts = await workers.answers("receipts", timeout=60)
-        directive_load = window.close(sum(r["cpu_s"] for r in receipts))
+        window.close()
+        expected = {d for d, *_ in issued if d is not None}
         received: dict[int, float] = {}
-        for answer in receipts:
-            for directive_id, at in answer["received"]:
-                received.setdefault(directive_id, at)
+        receipts: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while True:  # until the last ones have arrived (or 10 s: then they are missing)
+            workers.tell("receipts")
+            got = await workers.answers("receipts", timeout=60)
+            receipts.extend(got)
+            for answer in got:
+                for directive_id, at in answer["received"]:
+                    received.setdefault(directive_id, at)
+            if expected <= received.keys() or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        directive_load = window.figures(sum(r["cpu_s"] for r in receipts))
         latencies = [
             (received[d] - before) * 1000 for d, _, before, _, _ in issued if d is not None and d in received
         ]
@@ -641,9 +655,17 @@ async def run_config(args: argparse.Namespace, deployment: Deployment) -> dict[s
         ) as prof:
             workers.tell("positions", start, end, args.position_rate)
             sent = await workers.answers("positions", timeout=args.position_seconds + 120)
-        position_load = window.close(sum(s["cpu_s"] for s in sent))
-        await asyncio.sleep(3)  # accepted in the window: stored within a second
-        stored, per_second, late = await deployment.stored_count(start, end)
+        window.close()
+        position_load = window.figures(sum(s["cpu_s"] for s in sent))
+        total_sent = sum(s["sent"] for s in sent)
+        seen, changed = -1, time.monotonic()
+        while True:  # accepted fixes are stored within a second: until the count stops growing
+            await asyncio.sleep(0.3)
+            stored, per_second, late = await deployment.stored_count(start, end)
+            if stored + late != seen:
+                seen, changed = stored + late, time.monotonic()
+            if seen >= total_sent or time.monotonic() - changed > 2.0:
+                break
         workers.tell("receipts")
         errors = Counter(e for r in await workers.answers("receipts", timeout=60) for e in r["errors"])
         line["positions"] = {
