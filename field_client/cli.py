@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from field_client.dispatch import DispatchClient, DispatchError, SignedOut
+from field_client.dispatch import DispatchClient, DispatchError, SignedOut, Unreachable
 from field_client.position import Fix, Walk, parse_position
 from field_client.sources import open_source
 from field_client.whip import WhipError, WhipPublisher
@@ -78,8 +78,10 @@ async def _report_positions(client: DispatchClient, start: Fix, walk: bool, ever
             await client.send_position(fix)
         except SignedOut:
             return
+        except Unreachable:
+            pass  # kept, with its time: sent with the next one that gets through
         except DispatchError as exc:
-            console.print(f"[yellow]Position not sent ({exc}); trying again[/yellow]")
+            console.print(f"[yellow]Position not sent: {exc}[/yellow]")
         await asyncio.sleep(every)
 
 

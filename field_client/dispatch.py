@@ -22,12 +22,16 @@ import websockets
 from field_client.position import Fix
 from field_client.whip import _detail
 
-__all__ = ["DispatchClient", "DispatchError", "PublishGrant", "SignedOut"]
+__all__ = ["DispatchClient", "DispatchError", "PublishGrant", "SignedOut", "Unreachable"]
 
 logger = logging.getLogger(__name__)
 
 RENEW_BEFORE_SECONDS = 60.0
 """Refresh the access token when it has less than this left."""
+MAX_UNSENT_POSITIONS = 10_000
+"""Fixes kept while offline (a fix every 5 s: almost 14 hours)."""
+BATCH_POSITIONS = 1000
+"""Fixes per ``POST /api/positions/batch`` (the server takes at most 1,000)."""
 
 
 class DispatchError(RuntimeError):
@@ -36,6 +40,10 @@ class DispatchError(RuntimeError):
 
 class SignedOut(DispatchError):
     """The sign-in has ended (expired, logged out, or disabled): sign in again with the password."""
+
+
+class Unreachable(DispatchError):
+    """The dispatch server could not be reached (no network, or the server is down)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,9 @@ class DispatchClient:
         self.last_event_id: int | None = None
         """The newest event seen on the websocket: a reconnect resumes after it, missing nothing."""
         self._renewing: asyncio.Lock = asyncio.Lock()
+        self.unsent_positions: list[dict[str, Any]] = []
+        """Fixes taken while the server could not be reached, oldest first, sent when it can be
+        (at most ``MAX_UNSENT_POSITIONS``: the oldest are dropped first)."""
         self._ws: Any = None
 
     async def close(self) -> None:
@@ -69,7 +80,7 @@ class DispatchClient:
         try:
             return await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
-            raise DispatchError(f"cannot reach {self.base_url}: {exc}") from None
+            raise Unreachable(f"cannot reach {self.base_url}: {exc}") from None
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         """An authorized request: the access token renewed first when it is about to expire, and
@@ -142,15 +153,30 @@ class DispatchClient:
 
     async def send_position(self, fix: Fix) -> None:
         """Report where the officer is (R9): over the websocket when it is open (refusals come back
-        on it as ``error`` messages), else by REST. Stored by the server within a second."""
+        on it as ``error`` messages), else by REST. Stored by the server within a second. Without
+        a network the fix is kept, with its own time, and sent with the next one that gets through
+        (:class:`Unreachable` meanwhile); a fix the server refuses is dropped."""
         report = fix.report()
-        if self._ws is not None:
+        if self._ws is not None and not self.unsent_positions:
             try:
                 await self._ws.send(json.dumps({"type": "position", **report}))
                 return
             except websockets.ConnectionClosed:
                 pass  # dropped in between: REST instead
-        await self._request("POST", "/api/positions", json=report)
+        self.unsent_positions.append(report)
+        del self.unsent_positions[:-MAX_UNSENT_POSITIONS]
+        while self.unsent_positions:
+            kept = self.unsent_positions[:BATCH_POSITIONS]
+            try:
+                if len(kept) == 1:
+                    await self._request("POST", "/api/positions", json=kept[0])
+                else:
+                    await self._request("POST", "/api/positions/batch", json={"positions": kept})
+            except (Unreachable, SignedOut):
+                raise
+            except DispatchError as exc:
+                logger.warning("dispatch refused %d position(s), dropped: %s", len(kept), exc)
+            del self.unsent_positions[: len(kept)]
 
     async def listen(
         self, on_message: Callable[[dict[str, Any]], Awaitable[None]], *, reconnect: bool = True

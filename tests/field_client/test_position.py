@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 
-from field_client.dispatch import DispatchClient
+from field_client.dispatch import DispatchClient, Unreachable
 from field_client.position import METRES_PER_DEGREE, Fix, Walk, parse_position
 from tests.conftest import ApiClient
 from tests.support import ZhihuiProcess
@@ -65,6 +67,41 @@ async def test_positions_go_over_the_websocket_or_else_by_rest(
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+    finally:
+        await client.close()
+
+
+async def test_positions_taken_without_a_network_are_sent_when_it_is_back(
+    zhihui: ZhihuiProcess, commander: ApiClient
+) -> None:
+    """R9: the officer's client keeps working through network loss: fixes taken while the server
+    cannot be reached are kept with their own times and arrive, in one batch, with the next one."""
+    client = DispatchClient(zhihui.base_url)
+    me = await client.login("officer2", zhihui.credentials["officer2"])
+    online = client._http
+
+    def no_network(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("network is unreachable", request=request)
+
+    client._http = httpx.AsyncClient(base_url=zhihui.base_url, transport=httpx.MockTransport(no_network))
+    try:
+        began = datetime.now(UTC)
+        for n in range(3):
+            with pytest.raises(Unreachable):
+                await client.send_position(Fix(45.0 + n * 0.001, 126.0))
+        assert len(client.unsent_positions) == 3
+        await client._http.aclose()
+        client._http = online  # the network is back
+        await client.send_position(Fix(45.003, 126.0))
+        assert client.unsent_positions == []
+        track: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 3
+        while len(track) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            track = commander.http.get(
+                f"/api/people/{me['id']}/track", params={"since": began.isoformat()}
+            ).json()["items"]
+        assert [p["latitude"] for p in track if p["longitude"] == 126.0] == [45.0, 45.001, 45.002, 45.003]
     finally:
         await client.close()
 
