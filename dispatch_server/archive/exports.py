@@ -1,18 +1,17 @@
 """Exports (issue 4): a selection becomes a plan (SQL), then a package (files, in a thread), then a zip.
 
-:class:`ExportRunner` owns the running exports: :meth:`~ExportRunner.submit` starts one as a task,
-:meth:`~ExportRunner.stop` cancels them and waits. Progress is written to the export's row about
-twice a second, so any dispatch process can answer ``GET /api/exports/{id}``.
+:class:`ExportRunner` owns the running exports (a :class:`~dispatch_server.archive.jobs.JobRunner`):
+:meth:`~ExportRunner.submit` starts one as a task, :meth:`~ExportRunner.stop` cancels them and
+waits. Progress is written to the export's row about twice a second, so any dispatch process can
+answer ``GET /api/exports/{id}``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.archive import service as catalog
+from dispatch_server.archive.jobs import FileJob, JobResult, JobRunner, JobState
 from dispatch_server.archive.models import Export
 from dispatch_server.archive.package import (
     ExportCancelled,
@@ -31,22 +31,15 @@ from dispatch_server.archive.package import (
     zip_package,
 )
 from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.models import AuditAction
 from dispatch_server.db import Database, utcnow
 from dispatch_server.errors import Invalid, NotFound
 
 __all__ = ["ExportRunner", "ExportState", "Selection", "create", "plan"]
 
-logger = logging.getLogger(__name__)
 
-PROGRESS_SECONDS = 0.5
-
-
-class ExportState:
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
+ExportState = JobState
+"""An export's ``state``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,112 +149,43 @@ async def create(*, db_session: AsyncSession, selection: Selection, requested_by
     return export
 
 
-class ExportRunner:
-    """Runs exports in this process: one task each, the file work in a thread."""
+class ExportRunner(JobRunner):
+    """Runs exports in this process: one task each, the package and its zip made in a thread."""
 
     def __init__(self, *, database: Database, root: Path, folder: Path) -> None:
-        self._database = database
+        super().__init__(
+            database=database,
+            model=Export,
+            action=AuditAction.ARCHIVE_EXPORT,
+            noun="export",
+            cancelled_error=ExportCancelled,
+        )
         self._root = root
         self.folder = folder
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._cancel: dict[int, threading.Event] = {}
 
     def zip_path(self, export: Export) -> Path | None:
         return self.folder / export.file if export.file else None
 
     def submit(self, export_id: int, *, plan: ExportPlan, actor: audit.Actor) -> None:
-        cancelled = threading.Event()
-        self._cancel[export_id] = cancelled
-        task = asyncio.get_running_loop().create_task(self._run(export_id, plan, actor, cancelled))
-        self._tasks[export_id] = task
-        task.add_done_callback(lambda _task: self._forget(export_id))
-
-    def _forget(self, export_id: int) -> None:
-        self._tasks.pop(export_id, None)
-        self._cancel.pop(export_id, None)
-
-    async def stop(self) -> None:
-        for event in self._cancel.values():
-            event.set()
-        tasks = tuple(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _set(self, export_id: int, **values: object) -> None:
-        async with self._database.sessions() as db_session:
-            export = await db_session.get(Export, export_id)
-            if export is not None:
-                for name, value in values.items():
-                    setattr(export, name, value)
-                await db_session.commit()
-
-    async def _run(
-        self, export_id: int, plan: ExportPlan, actor: audit.Actor, cancelled: threading.Event
-    ) -> None:
-        progress = [0.0]
         work = self.folder / f"export-{export_id}"
         target = self.folder / f"evidence-{export_id}.zip"
-        await self._set(export_id, state=ExportState.RUNNING)
 
-        def build() -> tuple[int, str]:
+        def build(progress: Callable[[float], None], cancelled: threading.Event) -> JobResult:
             shutil.rmtree(work, ignore_errors=True)
-            build_package(
-                plan, work, progress=lambda value: progress.__setitem__(0, value * 0.95), cancelled=cancelled
-            )
+            build_package(plan, work, progress=lambda value: progress(value * 0.95), cancelled=cancelled)
             size, digest = zip_package(work, target)
             shutil.rmtree(work, ignore_errors=True)
-            return size, digest
-
-        job = asyncio.ensure_future(asyncio.to_thread(build))
-        try:
-            while not job.done():
-                await asyncio.wait({job}, timeout=PROGRESS_SECONDS)
-                await self._set(export_id, progress=round(progress[0], 4))
-            size, digest = job.result()
-        except (asyncio.CancelledError, ExportCancelled):
-            cancelled.set()
-            with contextlib.suppress(BaseException):
-                await job
-            shutil.rmtree(work, ignore_errors=True)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._set(export_id, state=ExportState.FAILED, error="cancelled"))
-            raise
-        except Exception as exc:
-            logger.exception("export %d failed", export_id)
-            shutil.rmtree(work, ignore_errors=True)
-            await self._set(export_id, state=ExportState.FAILED, error=str(exc)[:2000], finished_at=utcnow())
-            await audit.record_committed(
-                database=self._database,
-                action=AuditAction.ARCHIVE_EXPORT,
-                outcome=Outcome.FAILURE,
-                actor=actor,
-                object=f"export:{export_id}",
-                detail={"stage": "build", "error": str(exc)[:500]},
+            return JobResult(
+                values={"file": target.name, "bytes": size, "sha256": digest},
+                detail={
+                    "zip_sha256": digest,
+                    "bytes": size,
+                    "streams": [stream.stream_id for stream in plan.streams],
+                    "segments": sum(len(stream.segments) for stream in plan.streams),
+                },
             )
-            return
-        await self._set(
-            export_id,
-            state=ExportState.DONE,
-            progress=1.0,
-            file=target.name,
-            bytes=size,
-            sha256=digest,
-            finished_at=utcnow(),
-        )
-        await audit.record_committed(
-            database=self._database,
-            action=AuditAction.ARCHIVE_EXPORT,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            object=f"export:{export_id}",
-            detail={
-                "stage": "built",
-                "zip_sha256": digest,
-                "bytes": size,
-                "streams": [stream.stream_id for stream in plan.streams],
-                "segments": sum(len(stream.segments) for stream in plan.streams),
-            },
-        )
+
+        def discard() -> None:
+            shutil.rmtree(work, ignore_errors=True)
+
+        self.start(export_id, FileJob(build=build, discard=discard, actor=actor))

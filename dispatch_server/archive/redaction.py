@@ -7,16 +7,14 @@ checked against its catalogued SHA-256, so a copy never names a hash its source 
 faces are blurred (:mod:`dispatch_server.archive.faces`); a sidecar JSON beside the copy names the
 sources, the range, the detector and the copy's own hash. The segments are only ever read.
 
-:class:`RedactionRunner` owns the running redactions as :class:`~dispatch_server.archive.exports.
-ExportRunner` owns exports: progress goes to the row about twice a second, :meth:`stop` cancels.
+:class:`RedactionRunner` owns the running redactions (a :class:`~dispatch_server.archive.jobs.
+JobRunner`, as exports have): progress goes to the row about twice a second, :meth:`stop` cancels.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.archive import service as catalog
 from dispatch_server.archive.faces import CASCADES, RedactionCancelled, SourceSegment, redact_segments
+from dispatch_server.archive.jobs import FileJob, JobResult, JobRunner, update_row
 from dispatch_server.archive.models import Redaction, RedactionSource, RedactionState
 from dispatch_server.archive.remux import container_for
 from dispatch_server.audit import service as audit
@@ -49,9 +48,6 @@ __all__ = [
     "sidecar_path",
 ]
 
-logger = logging.getLogger(__name__)
-
-PROGRESS_SECONDS = 0.5
 HASHING_SHARE = 0.05
 """The part of the progress bar that checking the sources' hashes takes."""
 
@@ -242,22 +238,22 @@ def build(
 
 
 async def _update(database: Database, redaction_id: int, **values: object) -> None:
-    async with database.sessions() as db_session:
-        redaction = await db_session.get(Redaction, redaction_id)
-        if redaction is not None:
-            for name, value in values.items():
-                setattr(redaction, name, value)
-            await db_session.commit()
+    await update_row(database, Redaction, redaction_id, **values)
 
 
-class RedactionRunner:
+class RedactionRunner(JobRunner):
     """Runs redactions in this process: one task each, the file work in a thread."""
 
     def __init__(self, *, database: Database, folder: Path) -> None:
-        self._database = database
+        super().__init__(
+            database=database,
+            model=Redaction,
+            action=AuditAction.ARCHIVE_REDACT,
+            noun="redaction",
+            cancelled_error=RedactionCancelled,
+            expected_errors=(ValueError,),
+        )
         self.folder = folder
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._cancel: dict[int, threading.Event] = {}
 
     def path_of(self, redaction: Redaction) -> Path | None:
         """The copy on disk (made here, or by the command line), once done."""
@@ -272,113 +268,40 @@ class RedactionRunner:
         requested_by: str,
         requested_at: datetime,
     ) -> None:
-        cancelled = threading.Event()
-        self._cancel[redaction_id] = cancelled
-        job = self._run(redaction_id, plan, actor, requested_by, requested_at, cancelled)
-        task = asyncio.get_running_loop().create_task(job)
-        self._tasks[redaction_id] = task
-        task.add_done_callback(lambda _task: self._forget(redaction_id))
-
-    def _forget(self, redaction_id: int) -> None:
-        self._tasks.pop(redaction_id, None)
-        self._cancel.pop(redaction_id, None)
-
-    async def stop(self) -> None:
-        for event in self._cancel.values():
-            event.set()
-        tasks = tuple(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _set(self, redaction_id: int, **values: object) -> None:
-        await _update(self._database, redaction_id, **values)
-
-    async def _run(
-        self,
-        redaction_id: int,
-        plan: RedactionPlan,
-        actor: audit.Actor,
-        requested_by: str,
-        requested_at: datetime,
-        cancelled: threading.Event,
-    ) -> None:
-        progress = [0.0]
         target = self.folder / f"redaction-{redaction_id}.{plan.container}"
-        await self._set(redaction_id, state=RedactionState.RUNNING)
-        job = asyncio.ensure_future(
-            asyncio.to_thread(
-                build,
+
+        def work(progress: Callable[[float], None], cancelled: threading.Event) -> JobResult:
+            built = build(
                 plan,
                 target,
                 redaction_id=redaction_id,
                 requested_by=requested_by,
                 requested_at=requested_at,
-                progress=lambda value: progress.__setitem__(0, value),
+                progress=progress,
                 cancelled=cancelled,
             )
-        )
-        try:
-            while not job.done():
-                await asyncio.wait({job}, timeout=PROGRESS_SECONDS)
-                await self._set(redaction_id, progress=round(min(progress[0], 0.99), 4))
-            built = job.result()
-        except (asyncio.CancelledError, RedactionCancelled):
-            cancelled.set()
-            with contextlib.suppress(BaseException):
-                await job
+            return JobResult(
+                values={
+                    "file": built.path.name,
+                    "bytes": built.bytes,
+                    "sha256": built.sha256,
+                    "frames": built.frames,
+                    "frames_with_faces": built.frames_with_faces,
+                },
+                detail={
+                    "sha256": built.sha256,
+                    "bytes": built.bytes,
+                    "frames": built.frames,
+                    "frames_with_faces": built.frames_with_faces,
+                    "derived_from": [source.segment.sha256 for source in plan.sources],
+                },
+            )
+
+        def discard() -> None:
             target.unlink(missing_ok=True)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    self._set(
-                        redaction_id, state=RedactionState.FAILED, error="cancelled", finished_at=utcnow()
-                    )
-                )
-            raise
-        except Exception as exc:
-            if not isinstance(exc, ValueError):
-                logger.exception("redaction %d failed", redaction_id)
-            await self._set(
-                redaction_id, state=RedactionState.FAILED, error=str(exc)[:2000], finished_at=utcnow()
-            )
-            await audit.record_committed(
-                database=self._database,
-                action=AuditAction.ARCHIVE_REDACT,
-                outcome=Outcome.FAILURE,
-                actor=actor,
-                object=f"redaction:{redaction_id}",
-                detail={"stage": "build", "stream_id": plan.stream_id, "error": str(exc)[:500]},
-            )
-            return
-        await self._set(
-            redaction_id,
-            state=RedactionState.DONE,
-            progress=1.0,
-            file=built.path.name,
-            bytes=built.bytes,
-            sha256=built.sha256,
-            frames=built.frames,
-            frames_with_faces=built.frames_with_faces,
-            finished_at=utcnow(),
-        )
-        await audit.record_committed(
-            database=self._database,
-            action=AuditAction.ARCHIVE_REDACT,
-            outcome=Outcome.SUCCESS,
-            actor=actor,
-            object=f"redaction:{redaction_id}",
-            detail={
-                "stage": "built",
-                "stream_id": plan.stream_id,
-                "sha256": built.sha256,
-                "bytes": built.bytes,
-                "frames": built.frames,
-                "frames_with_faces": built.frames_with_faces,
-                "derived_from": [source.segment.sha256 for source in plan.sources],
-            },
-        )
+
+        job = FileJob(build=work, discard=discard, actor=actor, detail={"stream_id": plan.stream_id})
+        self.start(redaction_id, job)
 
 
 async def redact_locally(
