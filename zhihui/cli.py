@@ -87,6 +87,8 @@ def up(
     console.print(f"  API docs     {url}/api/docs")
     console.print(f"  Database     {settings.effective_database_url.split('@')[-1]}")
     console.print(f"  Recordings   {settings.recording.root.resolve()}")
+    if not settings.relay_node.in_process:
+        console.print(f"  Relay        apart, at {settings.relay_url} (`zhihui relay` nodes report here)")
     if admin_password:
         console.print("First start: an administrator was created. This password is shown only once:")
         console.print(f"  admin {admin_password}")

@@ -439,6 +439,19 @@ class Settings(BaseSettings):
             return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
         return value
 
+    @model_validator(mode="after")
+    def _relays_apart(self) -> Settings:
+        if not self.relay_node.in_process:
+            if self.relay.public_url is None:
+                raise ValueError(
+                    "with relay_node.in_process = false, set relay.public_url: where clients reach the relay"
+                )
+            if self.relay_node.secret is None:
+                raise ValueError(
+                    "with relay_node.in_process = false, set relay_node.secret: relays report with it"
+                )
+        return self
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'zhihui.db'}"

@@ -162,13 +162,14 @@ async def test_a_stream_published_through_a_separate_relay_is_live_viewed_and_ca
     assert reports["node"] == NODE and reports["dropped"] == 0 and reports["delivered"] >= 3, reports
 
 
-def test_a_relay_without_its_settings_refuses_to_start(tmp_path: Path) -> None:
-    """R18: a relay node that cannot report (no dispatch server, no secret, a short secret) says
-    what is missing and exits with code 2, instead of running deaf."""
+def test_nodes_without_their_settings_refuse_to_start(tmp_path: Path) -> None:
+    """R18: a relay node that cannot report (no dispatch server, no secret, a short secret), or a
+    dispatch server without its relay that does not know where the relay is or how relays prove
+    themselves, says what is missing and exits with code 2, instead of running deaf."""
 
-    def relay(**env: str) -> subprocess.CompletedProcess[str]:
+    def zhihui(command: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "zhihui.cli", "relay", "--port", str(free_port())],
+            [sys.executable, "-m", "zhihui.cli", command, "--port", str(free_port())],
             cwd=tmp_path,
             env=zhihui_env(tmp_path, **env),
             capture_output=True,
@@ -176,12 +177,21 @@ def test_a_relay_without_its_settings_refuses_to_start(tmp_path: Path) -> None:
             timeout=60,
         )
 
-    no_dispatch = relay()
+    no_dispatch = zhihui("relay")
     assert no_dispatch.returncode == 2 and "relay_node.dispatch_url" in no_dispatch.stdout
-    no_secret = relay(ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9")
+    no_secret = zhihui("relay", ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9")
     assert no_secret.returncode == 2 and "relay_node.secret" in no_secret.stdout
-    short = relay(ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9", ZHIHUI_RELAY_NODE__SECRET="short")
+    short = zhihui(
+        "relay", ZHIHUI_RELAY_NODE__DISPATCH_URL="http://127.0.0.1:9", ZHIHUI_RELAY_NODE__SECRET="short"
+    )
     assert short.returncode == 2 and "at least 16 characters" in short.stdout
+
+    nowhere = zhihui("up", ZHIHUI_RELAY_NODE__IN_PROCESS="false", ZHIHUI_RELAY_NODE__SECRET=SECRET)
+    assert nowhere.returncode == 2 and "relay.public_url" in nowhere.stdout
+    no_secret = zhihui(
+        "up", ZHIHUI_RELAY_NODE__IN_PROCESS="false", ZHIHUI_RELAY__PUBLIC_URL="http://127.0.0.1:9"
+    )
+    assert no_secret.returncode == 2 and "relay_node.secret" in no_secret.stdout
 
 
 def test_a_report_without_the_relay_secret_gets_401_and_changes_nothing(
