@@ -85,9 +85,12 @@ def zhihui_env(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_zhihui(workdir: Path, *args: str, timeout: float = 30.0, **env: str) -> ZhihuiProcess:
+def start_zhihui(
+    workdir: Path, *args: str, timeout: float = 30.0, port: int | None = None, **env: str
+) -> ZhihuiProcess:
+    """``zhihui up`` in ``workdir`` on ``port`` (default: a free one); returns once it answers."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = workdir / "zhihui.log"
     log = log_path.open("w")
     process = subprocess.Popen(

@@ -274,3 +274,45 @@ async def test_a_relay_killed_and_restarted_ends_the_streams_it_left_live(
         await _wait_for(lambda: bool(recovered()))
         assert recovered()[0]["video_frames"] > 0
     assert elsewhere in _live(commander)  # another node's stream is not this node's to end
+
+
+async def test_events_wait_for_a_dispatch_server_that_is_down_and_reach_it_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """R18, R1, R2: while the dispatch server is down the relay goes on (the officer publishes with
+    the grant already given, the recording runs) and keeps its reports; when the dispatch server is
+    back they reach it, in order: the stream ends on the wall and its segments are catalogued."""
+    port, relay_port = free_port(), free_port()
+    env = {
+        "ZHIHUI_RELAY_NODE__IN_PROCESS": "false",
+        "ZHIHUI_RELAY_NODE__SECRET": SECRET,
+        "ZHIHUI_RELAY__PUBLIC_URL": f"http://{LOOPBACK}:{relay_port}",
+    }
+    dispatch = start_zhihui(tmp_path / "dispatch", "--demo", port=port, **env)
+    relay = start_relay_node(
+        tmp_path / "relay",
+        relay_port,
+        dispatch_url=dispatch.base_url,
+        secret=SECRET,
+        ZHIHUI_RELAY_NODE__RETRY_MAX_SECONDS="0.5",
+    )
+    try:
+        commander = ApiClient(dispatch.base_url, "commander", dispatch.credentials["commander"])
+        async with publishing(dispatch, "officer1") as live:
+            stream_id = live.stream_id
+            await _wait_for(lambda: stream_id in _live(commander))
+            dispatch.stop()
+            await asyncio.sleep(2)  # still publishing, to a relay whose dispatch server is away
+        # The officer stopped: the relay's reports of it wait.
+        reports = httpx.get(f"{relay.base_url}/reports").json()
+        assert reports["pending"] >= 2 and reports["dropped"] == 0, reports
+
+        dispatch = start_zhihui(tmp_path / "dispatch", port=port, **env)  # the same people and database
+        await _wait_for(lambda: stream_id not in _live(commander))
+        found = commander.http.get("/api/recordings", params={"stream_id": stream_id}).json()
+        assert found and found[0]["segments"], found
+        await _wait_for(lambda: httpx.get(f"{relay.base_url}/reports").json()["pending"] == 0)
+        assert httpx.get(f"{relay.base_url}/reports").json()["dropped"] == 0
+    finally:
+        relay.stop()
+        dispatch.stop()
