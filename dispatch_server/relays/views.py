@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, Header, Request
 
 from dispatch_server.auth.deps import Ctx, Now
+from dispatch_server.errors import Unauthorized
 from dispatch_server.relays import service
 from dispatch_server.relays.schemas import GrantPublicKeyOut
 from media_relay.events import RelayReport, RelayStarted
@@ -32,10 +33,17 @@ async def grant_public_key(context: Ctx) -> GrantPublicKeyOut:
 
 
 async def relay_only(
-    context: Ctx, secret: Annotated[str | None, Header(alias=SECRET_HEADER, include_in_schema=False)] = None
+    request: Request,
+    context: Ctx,
+    secret: Annotated[str | None, Header(alias=SECRET_HEADER, include_in_schema=False)] = None,
 ) -> None:
     """Only a relay, with the shared secret, may report: no person, of any role."""
-    service.check_secret(context.settings.relay_node.secret, secret)
+    try:
+        service.check_secret(context.settings.relay_node.secret, secret)
+    except Unauthorized:
+        source = request.client.host if request.client else "?"
+        logger.warning("relay report refused from %s: %s", source, "wrong secret" if secret else "no secret")
+        raise
 
 
 @router.post(
