@@ -90,17 +90,16 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     before = current(connection)
     if before is None and _has_zhihui_tables(connection):
         _adopt(connection)
+    postgresql = connection.dialect.name == "postgresql"
+    role = connection.scalar(text("SELECT current_user")) if postgresql else None
     try:
         command.upgrade(config(connection), revision)
     except DBAPIError as error:
-        if connection.dialect.name == "postgresql" and re.search(
-            r"must be owner|permission denied", str(error.orig)
-        ):
-            role = connection.scalar(text("SELECT current_user"))
+        if postgresql and re.search(r"must be owner|permission denied", str(error.orig)):
             raise SchemaError(
                 f"the schema is at revision {before or '(none)'}, this Zhihui needs {head()}, and the "
-                f"role {role} may not change it: run `zhihui db upgrade` as the schema's owner (the "
-                "administrator's role), then start again"
+                f"role {role} may not change it: run `zhihui db setup --app-role {role}` as the "
+                "schema's owner (it migrates, then grants on what is new), then start again"
             ) from error
         raise
     _check_foreign_keys(connection)

@@ -12,10 +12,12 @@ import concurrent.futures
 import contextlib
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -26,11 +28,12 @@ from sqlalchemy import Connection, inspect, text
 from dispatch_server import migrations
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.roles import grant_app_role
 from dispatch_server.db import Database, load_models
 from dispatch_server.migrations import SchemaError
 from tests.dispatch_server.conftest import BACKENDS, database_for
 from tests.dispatch_server.deployment import async_url
-from tests.support import postgres_database, start_zhihui, zhihui_env
+from tests.support import _postgres_admin, _run_async, postgres_database, start_zhihui, zhihui_env
 
 TRIGGERS = {
     "sqlite": {
@@ -214,6 +217,39 @@ def test_two_zhihui_processes_starting_together_on_postgresql_both_come_up(tmp_p
         finally:
             for process in processes:
                 process.stop()
+
+
+async def test_an_app_role_that_may_not_migrate_is_told_what_the_owner_must_run() -> None:
+    """R17: on PostgreSQL the app's own role does not own the tables, so it cannot migrate them; it
+    says so, naming the command, and starts once the owner has run it."""
+    role = f"zhihui_app_{uuid.uuid4().hex[:8]}"
+    _run_async(_postgres_admin(f'CREATE ROLE "{role}" LOGIN'))
+    try:
+        with postgres_database() as url:
+            parts = urlsplit(url)
+            app_url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}"))
+            owner, app = Database(async_url(url)), Database(async_url(app_url))
+            try:
+                await owner.start()
+                async with owner.engine.begin() as connection:
+                    await grant_app_role(connection, role)
+                async with owner.schema_locked() as connection:  # as if 0002 came with a new version
+                    await connection.run_sync(migrations.downgrade, migrations.BASELINE)
+
+                with pytest.raises(SchemaError) as refused:
+                    await app.start()
+                assert f"the role {role} may not change it" in str(refused.value)
+                assert f"run `zhihui db setup --app-role {role}` as the schema's owner" in str(refused.value)
+                assert await owner.schema_revision() == (migrations.BASELINE, migrations.head())
+
+                await owner.start()
+                await app.start()
+                assert await app.schema_revision() == (migrations.head(), migrations.head())
+            finally:
+                await owner.stop()
+                await app.stop()
+    finally:
+        _run_async(_postgres_admin(f'DROP ROLE IF EXISTS "{role}"'))
 
 
 def _zhihui(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
