@@ -6,7 +6,6 @@ server at start) and reports its events to the dispatch server over HTTP (:mod:`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -105,10 +104,9 @@ def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        left_live = reporter.start()  # first: 'relay_started' goes before anything this run reports
-        if left_live:
-            # What a crash left: the segments sealed on start and any whose report died with it.
-            await _report_manifests(reporter, settings.recording.root, left_live)
+        # First: 'relay_started' goes before anything this run reports, then what a crash left: the
+        # manifests of its streams (segments sealed on start, and any whose report died with it).
+        reporter.start(replay=lambda stream_ids: _manifests(settings.recording.root, stream_ids))
         try:
             async with relay_lifespan(app):
                 yield
@@ -130,14 +128,12 @@ def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0)
     return app
 
 
-async def _report_manifests(reporter: HttpReporter, root: Path, stream_ids: list[str]) -> None:
-    """Report every entry of these streams' manifests again (the catalog takes each only once)."""
-    folders = await asyncio.to_thread(find_streams, root)
-    for stream_id in stream_ids:
-        if stream_id in folders:
-            for event in await asyncio.to_thread(_manifest_events, folders[stream_id], root):
-                await reporter(event)
-
-
-def _manifest_events(folder: Path, root: Path) -> list[SegmentSealed | RecordingGap]:
-    return list(manifest_events(folder, root))
+def _manifests(root: Path, stream_ids: list[str]) -> list[SegmentSealed | RecordingGap]:
+    """Every entry of these streams' manifests (reported again: the catalog takes each only once)."""
+    folders = find_streams(root)
+    return [
+        event
+        for stream_id in stream_ids
+        if stream_id in folders
+        for event in manifest_events(folders[stream_id], root)
+    ]

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,9 +46,11 @@ class LiveStreamsFile:
         self.path = path
         self._open: set[str] = set()
         self._damaged: set[str] = set()
+        self._carried: set[str] = set()
 
     def take_previous(self) -> list[str]:
-        """What the previous run left open; the file starts empty for this run."""
+        """What the previous run left open. They stay in the file until :meth:`settled`: until
+        their reports (``relay_started``, their manifests again) are delivered."""
         try:
             previous = [str(stream) for stream in json.loads(self.path.read_text())["live"]]
         except FileNotFoundError:
@@ -57,8 +60,15 @@ class LiveStreamsFile:
             previous = []
         self._open.clear()
         self._damaged.clear()
+        self._carried = set(previous)
         self._write()
         return previous
+
+    def settled(self) -> None:
+        """Everything queued so far was delivered: what the previous run left is made good."""
+        if self._carried:
+            self._carried.clear()
+            self._write()
 
     def queued(self, event: AnyRelayEvent | RelayStarted) -> None:
         if isinstance(event, StreamUp) and event.stream_id not in self._open:
@@ -84,7 +94,7 @@ class LiveStreamsFile:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = self.path.with_name(self.path.name + ".new")
             with new.open("w") as file:
-                json.dump({"live": sorted(self._open)}, file)
+                json.dump({"live": sorted(self._open | self._carried)}, file)
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(new, self.path)
@@ -130,10 +140,14 @@ class HttpReporter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def start(self) -> list[str]:
-        """Queue ``relay_started`` and start posting; return the streams the previous run left live."""
+    def start(self, replay: Callable[[list[str]], Iterable[AnyRelayEvent]] | None = None) -> list[str]:
+        """Queue ``relay_started``, then what ``replay`` gives for the streams the previous run left
+        open (their manifests), and start posting; return those streams."""
         left_live = self._live_file.take_previous() if self._live_file is not None else []
         self._enqueue(RelayStarted(at=datetime.now(UTC), left_live=left_live))
+        if replay is not None and left_live:
+            for event in replay(left_live):
+                self._enqueue(event)
         self._task = asyncio.get_running_loop().create_task(self._run())
         return left_live
 
@@ -189,6 +203,8 @@ class HttpReporter:
         failing = False
         while True:
             if not self._pending:
+                if self._live_file is not None:
+                    self._live_file.settled()
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()

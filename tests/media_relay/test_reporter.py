@@ -171,12 +171,22 @@ async def test_streams_a_crash_left_open_are_named_by_the_next_run(tmp_path: Pat
     await _until(lambda: first.pending == 0)
     assert _open(path) == ["s1", "s3", "s4"]
 
-    # A crash: no stop. The next run names what the first left open, then starts afresh.
-    second = _reporter(dispatch, live_file=LiveStreamsFile(path))
-    assert second.start() == ["s1", "s3", "s4"]
-    assert _open(path) == []
-    await _until(lambda: second.pending == 0)
+    # A crash: no stop. The next run names what the first left open, reports it again (their
+    # manifests, here a stand-in), and keeps it in the file until all that is delivered.
     await first.stop()
+    dispatch.reachable, taken_before, attempts_before = False, len(dispatch.taken), dispatch.attempts
+    second = _reporter(dispatch, live_file=LiveStreamsFile(path))
+    assert second.start(replay=lambda ids: [_health(0).model_copy(update={"stream_id": i}) for i in ids]) == [
+        "s1",
+        "s3",
+        "s4",
+    ]
+    await _until(lambda: dispatch.attempts > attempts_before)
+    assert _open(path) == ["s1", "s3", "s4"]  # not delivered yet
+    dispatch.reachable = True
+    await _until(lambda: second.pending == 0)
     await second.stop()
-    started = dispatch.events()[-1]
+    assert _open(path) == []
+    started, *replayed = dispatch.events()[taken_before:]
     assert started["type"] == "relay_started" and started["left_live"] == ["s1", "s3", "s4"]
+    assert [event["stream_id"] for event in replayed] == ["s1", "s3", "s4"]
