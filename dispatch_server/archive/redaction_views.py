@@ -21,8 +21,8 @@ from dispatch_server.archive.redaction import RedactionRunner
 from dispatch_server.archive.remux import MEDIA_TYPES
 from dispatch_server.archive.schemas import TicketOut
 from dispatch_server.archive.views import EXPORT_ROLES, _allow, _archive, _failed, _person
-from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.models import AuditAction
+from dispatch_server.audit.views import record_success
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Conflict, DomainError, NotFound
 from dispatch_server.ids import Id
@@ -127,13 +127,12 @@ async def create_redaction(
         requested_by=user.id,
         requested_by_name=f"{user.display_name} ({user.username}, {user.role.value})",
     )
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_REDACT,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=f"redaction:{redaction.id}",
-        detail={
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_REDACT,
+        f"redaction:{redaction.id}",
+        {
             "stage": "requested",
             "stream_id": plan.stream_id,
             "from": body.from_.isoformat() if body.from_ else None,
@@ -224,13 +223,12 @@ async def download_redaction(
     except DomainError as error:
         await _failed(context, actor, AuditAction.ARCHIVE_REDACTION_DOWNLOAD, object, error)
         raise
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_REDACTION_DOWNLOAD,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={"stream_id": redaction.stream_id, "sha256": redaction.sha256, "bytes": redaction.bytes},
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_REDACTION_DOWNLOAD,
+        object,
+        {"stream_id": redaction.stream_id, "sha256": redaction.sha256, "bytes": redaction.bytes},
     )
     await db_session.commit()
     container = path.suffix.lstrip(".")

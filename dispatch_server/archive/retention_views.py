@@ -14,6 +14,7 @@ from dispatch_server.archive.schemas import DeleteIn, DeletionOut, HoldIn, HoldO
 from dispatch_server.archive.views import ARCHIVE_ROLES, _allow, _archive
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.views import record_success
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, Now
 from dispatch_server.errors import Conflict, DomainError
 from dispatch_server.ids import Id
@@ -79,13 +80,12 @@ async def list_holds(
     holds = await retention.list_holds(
         db_session=db_session, active=active, stream_id=stream_id, incident_id=incident_id
     )
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_RETENTION,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={"holds": [hold.id for hold in holds], "active": active},
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_RETENTION,
+        object,
+        {"holds": [hold.id for hold in holds], "active": active},
     )
     await db_session.commit()
     return [_hold_out(hold) for hold in holds]
@@ -110,13 +110,8 @@ async def place_hold(
         await db_session.rollback()
         await _audited_failure(context, actor, AuditAction.ARCHIVE_HOLD, object, error, reason=body.reason)
         raise
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_HOLD,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={"hold": hold.id, "reason": hold.reason},
+    await record_success(
+        db_session, actor, AuditAction.ARCHIVE_HOLD, object, {"hold": hold.id, "reason": hold.reason}
     )
     await db_session.commit()
     return _hold_out(hold)
@@ -144,13 +139,12 @@ async def lift_hold(
             context, actor, AuditAction.ARCHIVE_HOLD_LIFT, object, error, reason=body.reason
         )
         raise
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_HOLD_LIFT,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_HOLD_LIFT,
+        object,
+        {
             "stream_id": hold.stream_id,
             "incident_id": hold.incident_id,
             "placed_by": hold.placed_by.username,
@@ -183,13 +177,12 @@ async def get_retention(
         await _audited_failure(context, actor, AuditAction.ARCHIVE_RETENTION, object, error)
         raise
     refused = retention.refusal(status, now)
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_RETENTION,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={"kept_until": status.kept_until.isoformat(), "holds": [hold.id for hold in status.holds]},
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_RETENTION,
+        object,
+        {"kept_until": status.kept_until.isoformat(), "holds": [hold.id for hold in status.holds]},
     )
     await db_session.commit()
     return RetentionOut(
@@ -242,13 +235,8 @@ async def delete_recording(
             context, actor, AuditAction.ARCHIVE_DELETE, object, error, reason=body.reason, retention_days=days
         )
         raise
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_DELETE,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail=retention.deletion_detail(deletion),
+    await record_success(
+        db_session, actor, AuditAction.ARCHIVE_DELETE, object, retention.deletion_detail(deletion)
     )
     await db_session.commit()
     return DeletionOut.model_validate(deletion)

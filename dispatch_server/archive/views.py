@@ -37,7 +37,7 @@ from dispatch_server.archive.schemas import (
 from dispatch_server.archive.tickets import ArchiveTickets
 from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of, client_address
+from dispatch_server.audit.views import actor_of, client_address, record_success
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Conflict, DomainError, Forbidden, NotFound, Unauthorized
 from dispatch_server.ids import Id
@@ -176,13 +176,12 @@ async def search_recordings(
     found = await catalog.search(
         db_session=db_session, officer_ids=officer_id, stream_ids=stream_id, since=from_, until=to
     )
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_SEARCH,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object="recordings",
-        detail={
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_SEARCH,
+        "recordings",
+        {
             "officer_id": officer_id,
             "stream_id": stream_id,
             "from": from_.isoformat() if from_ else None,
@@ -249,13 +248,12 @@ async def play(
         await _failed(context, actor, AuditAction.ARCHIVE_PLAY, object, lost)
         raise lost
     container = remux.container_for(recording.stream.video_codec)
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_PLAY,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_PLAY,
+        object,
+        {
             "start": start.isoformat() if start else None,
             "segments": [s.sequence for s in segments],
             "container": container,
@@ -358,13 +356,12 @@ async def create_export(
         await _failed(context, actor, AuditAction.ARCHIVE_EXPORT, object, error)
         raise
     export = await export_service.create(db_session=db_session, selection=selection, requested_by=user.id)
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_EXPORT,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=f"export:{export.id}",
-        detail={
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_EXPORT,
+        f"export:{export.id}",
+        {
             "stage": "requested",
             "selection": selection.describe(),
             "streams": [stream.stream_id for stream in plan.streams],
@@ -425,13 +422,12 @@ async def download_export(
     except DomainError as error:
         await _failed(context, actor, AuditAction.ARCHIVE_EXPORT_DOWNLOAD, object, error)
         raise
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.ARCHIVE_EXPORT_DOWNLOAD,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail={"sha256": export.sha256, "bytes": export.bytes},
+    await record_success(
+        db_session,
+        actor,
+        AuditAction.ARCHIVE_EXPORT_DOWNLOAD,
+        object,
+        {"sha256": export.sha256, "bytes": export.bytes},
     )
     await db_session.commit()
     return FileResponse(path, media_type="application/zip", filename=path.name)

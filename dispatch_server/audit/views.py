@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.audit import service
 from dispatch_server.audit.models import AuditAction, Outcome
@@ -15,7 +17,7 @@ from dispatch_server.errors import Forbidden
 from dispatch_server.ids import BigId, Id
 from dispatch_server.people.models import Person, Role
 
-__all__ = ["AUDIT_ROLES", "actor_of", "client_address", "router"]
+__all__ = ["AUDIT_ROLES", "actor_of", "client_address", "record_success", "router"]
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -30,6 +32,25 @@ def client_address(request: Request) -> str:
 def actor_of(user: Person, request: Request) -> service.Actor:
     return service.Actor(
         person_id=user.id, name=user.username, role=user.role.value, source=client_address(request)
+    )
+
+
+async def record_success(
+    db_session: AsyncSession,
+    actor: service.Actor,
+    action: AuditAction,
+    object: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit what ``actor`` did, a success, in the request's transaction: it counts once the caller
+    commits that, with the change it audits."""
+    await service.record(
+        db_session=db_session,
+        action=action,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        object=object,
+        detail=detail,
     )
 
 

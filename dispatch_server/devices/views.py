@@ -4,9 +4,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of
+from dispatch_server.audit.models import AuditAction
+from dispatch_server.audit.views import actor_of, record_success
 from dispatch_server.auth.deps import DbSession, Now, require_roles
 from dispatch_server.devices import service
 from dispatch_server.devices.models import DeviceKind, DeviceStatus
@@ -24,14 +23,7 @@ Admin = Annotated[Person, Depends(require_roles(Role.ADMIN))]
 async def _audit(
     db_session: DbSession, request: Request, user: Person, action: AuditAction, device_id: Id, detail: Any
 ) -> None:
-    await audit.record(
-        db_session=db_session,
-        action=action,
-        outcome=Outcome.SUCCESS,
-        actor=actor_of(user, request),
-        object=f"device:{device_id}",
-        detail=detail,
-    )
+    await record_success(db_session, actor_of(user, request), action, f"device:{device_id}", detail)
 
 
 @router.get("", response_model=DevicePage, summary="Devices, a page at a time")

@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of
+from dispatch_server.audit.models import AuditAction
+from dispatch_server.audit.views import actor_of, record_success
 from dispatch_server.auth.deps import Ctx, DbSession, Now, require_roles
 from dispatch_server.errors import Invalid
 from dispatch_server.ids import Id
@@ -55,13 +54,12 @@ async def create_person(body: PersonIn, request: Request, db_session: DbSession,
         password=body.password,
         unit_id=body.unit_id,
     )
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.PERSON_CREATE,
-        outcome=Outcome.SUCCESS,
-        actor=actor_of(user, request),
-        object=f"person:{person.id}",
-        detail={"username": person.username, "role": person.role.value, "unit_id": person.unit_id},
+    await record_success(
+        db_session,
+        actor_of(user, request),
+        AuditAction.PERSON_CREATE,
+        f"person:{person.id}",
+        {"username": person.username, "role": person.role.value, "unit_id": person.unit_id},
     )
     await db_session.commit()
     return UserOut.model_validate(person)
@@ -87,13 +85,8 @@ async def update_person(
         db_session=db_session, person_id=person_id, changes=body.model_dump(exclude_unset=True), now=now
     )
     if changed:
-        await audit.record(
-            db_session=db_session,
-            action=AuditAction.PERSON_UPDATE,
-            outcome=Outcome.SUCCESS,
-            actor=actor_of(user, request),
-            object=f"person:{person.id}",
-            detail=changed,
+        await record_success(
+            db_session, actor_of(user, request), AuditAction.PERSON_UPDATE, f"person:{person.id}", changed
         )
     await db_session.commit()
     out = PersonOut.model_validate(person)

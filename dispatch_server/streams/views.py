@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of
+from dispatch_server.audit.models import AuditAction
+from dispatch_server.audit.views import actor_of, record_success
 from dispatch_server.auth.deps import Ctx, DbSession, require_roles
 from dispatch_server.ids import Id
 from dispatch_server.incidents import service as incidents
@@ -116,13 +115,12 @@ async def incident_view_grant(
         stream_ids=body.stream_ids,
         minutes=context.settings.auth.view_grant_minutes,
     )
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.INCIDENT_VIEW_GRANT,
-        outcome=Outcome.SUCCESS,
-        actor=actor_of(user, request),
-        object=f"incident:{incident_id}",
-        detail={"streams": stream_ids},
+    await record_success(
+        db_session,
+        actor_of(user, request),
+        AuditAction.INCIDENT_VIEW_GRANT,
+        f"incident:{incident_id}",
+        {"streams": stream_ids},
     )
     await db_session.commit()
     relay_url = context.settings.relay_url

@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
-from dispatch_server.audit.views import actor_of
+from dispatch_server.audit.models import AuditAction
+from dispatch_server.audit.views import actor_of, record_success
 from dispatch_server.auth.deps import DbSession, Now, require_roles
 from dispatch_server.ids import Id
 from dispatch_server.paging import Paging
@@ -55,13 +54,12 @@ async def create_unit(
     body: UnitIn, request: Request, now: Now, db_session: DbSession, user: Admin
 ) -> UnitOut:
     unit = await service.create(db_session=db_session, name=body.name, parent_id=body.parent_id, now=now)
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.UNIT_CREATE,
-        outcome=Outcome.SUCCESS,
-        actor=actor_of(user, request),
-        object=f"unit:{unit.id}",
-        detail={"name": unit.name, "parent_id": unit.parent_id},
+    await record_success(
+        db_session,
+        actor_of(user, request),
+        AuditAction.UNIT_CREATE,
+        f"unit:{unit.id}",
+        {"name": unit.name, "parent_id": unit.parent_id},
     )
     await db_session.commit()
     return await _out(db_session, unit)
@@ -80,13 +78,8 @@ async def update_unit(
         db_session=db_session, unit_id=unit_id, changes=body.model_dump(exclude_unset=True)
     )
     if changed:
-        await audit.record(
-            db_session=db_session,
-            action=AuditAction.UNIT_UPDATE,
-            outcome=Outcome.SUCCESS,
-            actor=actor_of(user, request),
-            object=f"unit:{unit.id}",
-            detail=changed,
+        await record_success(
+            db_session, actor_of(user, request), AuditAction.UNIT_UPDATE, f"unit:{unit.id}", changed
         )
     await db_session.commit()
     return await _out(db_session, unit)
@@ -95,13 +88,8 @@ async def update_unit(
 @router.delete("/{unit_id}", status_code=204, summary="Remove a unit nobody belongs to")
 async def delete_unit(unit_id: Id, request: Request, db_session: DbSession, user: Admin) -> Response:
     unit = await service.delete(db_session=db_session, unit_id=unit_id)
-    await audit.record(
-        db_session=db_session,
-        action=AuditAction.UNIT_DELETE,
-        outcome=Outcome.SUCCESS,
-        actor=actor_of(user, request),
-        object=f"unit:{unit_id}",
-        detail={"name": unit.name},
+    await record_success(
+        db_session, actor_of(user, request), AuditAction.UNIT_DELETE, f"unit:{unit_id}", {"name": unit.name}
     )
     await db_session.commit()
     return Response(status_code=204)
