@@ -54,6 +54,15 @@ def _duty(context: Ctx) -> DutySettings:
     return context.settings.duty
 
 
+def _day_bounds(context: Ctx, day: Day = None) -> tuple[datetime | None, datetime | None]:
+    """The UTC bounds of the local day asked for (none asked: no bounds)."""
+    return service.day_window(_duty(context), day, None)
+
+
+DayBounds = Annotated[tuple[datetime | None, datetime | None], Depends(_day_bounds)]
+"""The ``day`` a list is filtered to, as bounds."""
+
+
 def _post_out(settings: DutySettings) -> list[PostOut]:
     return [PostOut(key=p.key, name=p.name, required=p.required, roles=list(p.roles)) for p in settings.posts]
 
@@ -235,16 +244,15 @@ async def sign_out(
 
 @router.get("/api/duty/sign-ins", response_model=list[SignInOut], summary="Sign-ins, by day, person, post")
 async def list_sign_ins(
-    context: Ctx,
     db_session: DbSession,
     _user: Runner,
     page: LongPaging,
-    day: Day = None,
+    window: DayBounds,
     person_id: Id | None = None,
     post: Annotated[str | None, POST_QUERY] = None,
     open: Annotated[bool, Query(description="Only those still signed in.")] = False,
 ) -> list[SignInOut]:
-    since, until = service.day_window(_duty(context), day, None)
+    since, until = window
     rows = await service.list_sign_ins(
         db_session=db_session,
         since=since,
@@ -283,15 +291,14 @@ async def write_handover(
 
 @router.get("/api/duty/handovers", response_model=list[HandoverOut], summary="Handovers, newest first")
 async def list_handovers(
-    context: Ctx,
     db_session: DbSession,
     _user: Runner,
     page: Paging,
+    window: DayBounds,
     post: Annotated[str | None, POST_QUERY] = None,
     pending: Annotated[bool | None, Query(description="true: not accepted yet; false: accepted.")] = None,
-    day: Day = None,
 ) -> list[HandoverOut]:
-    since, until = service.day_window(_duty(context), day, None)
+    since, until = window
     rows = await handovers.list_handovers(
         db_session=db_session,
         seat=post,
@@ -372,16 +379,15 @@ async def close_item(
 
 @router.get("/api/duty/log", response_model=LogPage, summary="The duty log, in time order; search it")
 async def list_log(
-    context: Ctx,
     db_session: DbSession,
     _user: Runner,
     page: LongPaging,
-    day: Day = None,
+    window: DayBounds,
     q: Annotated[str | None, Query(max_length=100, description="Words in the entry.")] = None,
     kind: LogKind | None = None,
     author_id: Id | None = None,
 ) -> LogPage:
-    since, until = service.day_window(_duty(context), day, None)
+    since, until = window
     rows, total = await duty_log.list_log(
         db_session=db_session,
         since=since,
