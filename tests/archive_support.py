@@ -1,5 +1,6 @@
 """Recordings for archive tests: a stream published twice with the same grant (segment, gap,
-segment), and waiting until the catalog has caught up with it."""
+segment), waiting until the catalog has caught up with it, and waiting for an export or a
+redaction to finish."""
 
 from __future__ import annotations
 
@@ -55,3 +56,18 @@ def catalogued(client: ApiClient, stream_id: str, segments: int = 2, timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"the catalog did not list {segments} segment(s) of {stream_id}: {found}")
         time.sleep(0.2)
+
+
+def finished_job(client: ApiClient, path: str, timeout: float, poll: float = 0.2) -> dict[str, Any]:
+    """The export or redaction at ``path`` (``/api/exports/1``) once done or failed; its progress
+    never went backwards on the way."""
+    deadline = time.monotonic() + timeout
+    seen: list[int] = []
+    while True:
+        job = client.http.get(path).json()
+        seen.append(job["percent"])
+        if job["state"] in ("done", "failed"):
+            assert seen == sorted(seen), f"progress went backwards: {seen}"
+            return job  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{path} still {job['state']} at {seen[-1]}%"
+        time.sleep(poll)

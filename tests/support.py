@@ -85,6 +85,21 @@ def zhihui_env(workdir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_zhihui(
+    workdir: Path, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``zhihui <args>`` run to its end in ``workdir`` (environment: :func:`zhihui_env` and
+    ``env``), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "zhihui.cli", *args],
+        cwd=workdir,
+        env=zhihui_env(workdir, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def start_zhihui(
     workdir: Path, *args: str, timeout: float = 30.0, port: int | None = None, **env: str
 ) -> ZhihuiProcess:

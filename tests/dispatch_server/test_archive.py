@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ import av
 import httpx
 import pytest
 
-from tests.archive_support import catalogued, record_with_gap
+from tests.archive_support import catalogued, finished_job, record_with_gap
 from tests.conftest import ApiClient
 from tests.support import ZhihuiProcess, _run_async
 
@@ -179,19 +178,6 @@ def test_every_archive_attempt_is_audited_refusals_included(
     assert len(catalogued(commander, stream_id)["segments"]) == 2
 
 
-def _wait_export(client: ApiClient, export_id: int, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    seen: list[int] = []
-    while True:
-        job = client.http.get(f"/api/exports/{export_id}").json()
-        seen.append(job["percent"])
-        if job["state"] in ("done", "failed"):
-            assert seen == sorted(seen), f"progress went backwards: {seen}"
-            return job  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, f"export {export_id} still {job['state']}"
-        time.sleep(0.1)
-
-
 def test_an_export_holds_the_stream_the_original_segments_the_manifest_hashes_and_a_summary(
     zhihui: ZhihuiProcess, commander: ApiClient, officer1: ApiClient, admin: ApiClient, stream_id: str
 ) -> None:
@@ -205,7 +191,7 @@ def test_an_export_holds_the_stream_the_original_segments_the_manifest_hashes_an
     }
     created = commander.http.post("/api/exports", json=body)
     assert created.status_code == 202, created.text
-    job = _wait_export(commander, created.json()["id"])
+    job = finished_job(commander, f"/api/exports/{created.json()['id']}", timeout=20, poll=0.1)
     assert job["state"] == "done" and job["percent"] == 100, job
     ticket = commander.http.post(f"/api/exports/{job['id']}/ticket").json()
     download = httpx.get(zhihui.base_url + ticket["url"], timeout=30)

@@ -7,7 +7,6 @@ by the chain check. The role is made ready by ``zhihui db setup --app-role``, ru
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from dispatch_server.people.models import Role
 from dispatch_server.scheduling.clock import ManualClock
 from tests.dispatch_server.deployment import async_url
 from tests.dispatch_server.inprocess import in_process
-from tests.support import _postgres_admin, _run_async, postgres_database, zhihui_env
+from tests.support import _postgres_admin, _run_async, postgres_database, run_zhihui
 
 ACTOR = audit.Actor(person_id=1, name="chief", role="commander", source="127.0.0.1")
 
@@ -35,14 +34,7 @@ def _as(url: str, role: str) -> str:
 
 
 def _setup(workdir: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", "db", "setup", *args],
-        cwd=workdir,
-        env=zhihui_env(workdir, ZHIHUI_DATABASE_URL=url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_zhihui(workdir, "db", "setup", *args, ZHIHUI_DATABASE_URL=url)
 
 
 async def test_the_apps_role_only_adds_audit_rows_and_a_superusers_edit_is_found(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -33,7 +31,7 @@ from dispatch_server.db import Database, load_models
 from dispatch_server.migrations import SchemaError
 from tests.dispatch_server.conftest import BACKENDS, database_for
 from tests.dispatch_server.deployment import async_url
-from tests.support import _postgres_admin, _run_async, postgres_database, start_zhihui, zhihui_env
+from tests.support import _postgres_admin, _run_async, postgres_database, run_zhihui, start_zhihui
 
 TRIGGERS = {
     "sqlite": {
@@ -252,28 +250,17 @@ async def test_an_app_role_that_may_not_migrate_is_told_what_the_owner_must_run(
         _run_async(_postgres_admin(f'DROP ROLE IF EXISTS "{role}"'))
 
 
-def _zhihui(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", *args],
-        cwd=workdir,
-        env=zhihui_env(workdir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_zhihui_db_shows_and_upgrades_the_revision_and_refuses_a_database_it_will_not_migrate(
     workdir: Path,
 ) -> None:
     head = migrations.head()
-    behind = _zhihui(workdir, "db", "current")
+    behind = run_zhihui(workdir, "db", "current")
     assert behind.returncode == 1 and f"this Zhihui's newest is {head}" in behind.stdout, behind
-    upgraded = _zhihui(workdir, "db", "upgrade")
+    upgraded = run_zhihui(workdir, "db", "upgrade")
     assert upgraded.returncode == 0 and f"from revision (none) to {head}" in upgraded.stdout, upgraded
-    again = _zhihui(workdir, "db", "upgrade")
+    again = run_zhihui(workdir, "db", "upgrade")
     assert again.returncode == 0 and "nothing to do" in again.stdout, again
-    current = _zhihui(workdir, "db", "current")
+    current = run_zhihui(workdir, "db", "current")
     assert current.returncode == 0 and f"Revision {head}, the newest." in current.stdout, current
 
     (workdir / "var" / "zhihui.db").unlink()
@@ -288,7 +275,7 @@ def test_zhihui_db_shows_and_upgrades_the_revision_and_refuses_a_database_it_wil
             await database.stop()
 
     asyncio.run(make_one_that_differs())
-    refused = _zhihui(workdir, "up", "--port", "1")
+    refused = run_zhihui(workdir, "up", "--port", "1")
     assert refused.returncode == 1, refused
     assert "index ix_event_subject on event(subject) is missing" in refused.stdout
     assert "Traceback" not in refused.stdout + refused.stderr

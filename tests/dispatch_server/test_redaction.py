@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from field_client.sources import StillTrack
-from tests.archive_support import catalogued, record_with_gap
+from tests.archive_support import catalogued, finished_job, record_with_gap
 from tests.conftest import ApiClient
 from tests.faces_support import AWAY, face_box, picture, sharpness
 from tests.support import ZhihuiProcess, _run_async
@@ -48,19 +47,6 @@ def _segment_files(zhihui: ZhihuiProcess, stream_id: str) -> dict[str, str]:
     }
 
 
-def _wait(client: ApiClient, redaction_id: int, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    seen: list[int] = []
-    while True:
-        job = client.http.get(f"/api/redactions/{redaction_id}").json()
-        seen.append(job["percent"])
-        if job["state"] in ("done", "failed"):
-            assert seen == sorted(seen), f"progress went backwards: {seen}"
-            return job  # type: ignore[no-any-return]
-        assert time.monotonic() < deadline, f"redaction {redaction_id} still {job['state']} at {seen[-1]}%"
-        time.sleep(0.2)
-
-
 def _pictures(data: bytes) -> list[Any]:
     with av.open(io.BytesIO(data)) as container:
         return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
@@ -79,7 +65,7 @@ def test_a_redacted_copy_blurs_the_face_names_its_sources_and_leaves_them_unchan
     before = _segment_files(zhihui, stream_id)
     created = commander.http.post("/api/redactions", json={"stream_id": stream_id})
     assert created.status_code == 202, created.text
-    job = _wait(commander, created.json()["id"])
+    job = finished_job(commander, f"/api/redactions/{created.json()['id']}", timeout=120)
     assert job["state"] == "done" and job["percent"] == 100, job
     sources = [(s["sequence"], s["sha256"]) for s in recording["segments"]]
     assert [(s["sequence"], s["sha256"]) for s in job["derived_from"]] == sources
@@ -133,7 +119,7 @@ def test_a_time_range_takes_only_the_segments_it_covers(commander: ApiClient, st
     }
     created = commander.http.post("/api/redactions", json=body)
     assert created.status_code == 202, created.text
-    job = _wait(commander, created.json()["id"])
+    job = finished_job(commander, f"/api/redactions/{created.json()['id']}", timeout=120)
     assert job["state"] == "done", job
     assert [s["sha256"] for s in job["derived_from"]] == [second["sha256"]]
     assert 0 < job["frames"] <= second["video_frames"]

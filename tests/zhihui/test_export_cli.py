@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from tests.archive_support import catalogued, record_with_gap
 from tests.conftest import ApiClient
-from tests.support import ZhihuiProcess, _run_async, zhihui_env
+from tests.support import ZhihuiProcess, _run_async, run_zhihui
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +21,7 @@ def stream_id(zhihui: ZhihuiProcess) -> str:
 
 
 def _export(zhihui: ZhihuiProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", "export", *args],
-        cwd=zhihui.workdir,
-        env=zhihui_env(zhihui.workdir, COLUMNS="120"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_zhihui(zhihui.workdir, "export", *args, COLUMNS="120")
 
 
 def test_export_by_stream_writes_a_checked_package_and_is_audited(

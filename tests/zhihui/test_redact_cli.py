@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from field_client.sources import StillTrack
 from tests.archive_support import catalogued, record_with_gap
 from tests.conftest import ApiClient
 from tests.faces_support import picture
-from tests.support import ZhihuiProcess, _run_async, zhihui_env
+from tests.support import ZhihuiProcess, _run_async, run_zhihui
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +27,7 @@ def stream_id(zhihui: ZhihuiProcess) -> str:
 
 
 def _redact(zhihui: ZhihuiProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", "redact", *args],
-        cwd=zhihui.workdir,
-        env=zhihui_env(zhihui.workdir, COLUMNS="160"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_zhihui(zhihui.workdir, "redact", *args, timeout=300, COLUMNS="160")
 
 
 def _hashes(zhihui: ZhihuiProcess, stream_id: str) -> dict[str, str]:
