@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from dispatch_server.incidents.models import IncidentKind
 from dispatch_server.people.models import Person, Role
 from dispatch_server.streams.models import Stream
 from tests.media_relay.recordings import interleaved, opus_frames, record, vp8_frames
-from tests.support import zhihui_env
+from tests.support import run_zhihui
 
 
 @dataclass
@@ -86,14 +85,7 @@ def archive(tmp_path: Path) -> Archive:
 
 
 def _zhihui(archive: Archive, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", *args],
-        cwd=archive.workdir,
-        env=zhihui_env(archive.workdir, COLUMNS="240"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_zhihui(archive.workdir, *args, COLUMNS="240")
 
 
 def _audit(archive: Archive, action: str) -> list[AuditEvent]:
