@@ -6,7 +6,9 @@ an external participant none. An incident someone may not see is, to them, one t
 exist (404), so ids reveal nothing.
 
 Timeline entries are written in the caller's transaction by :func:`add_entry`, so an entry
-commits together with what it records. Service functions take ``now`` from the caller's clock.
+commits together with what it records; so is the audit record of each change (R17), made as
+``audit_actor``, which the views take from the request. Service functions take ``now`` from the
+caller's clock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from sqlalchemy import Select, delete, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.errors import Forbidden, Invalid, NotFound
 from dispatch_server.incidents.models import (
     Assignment,
@@ -135,6 +139,23 @@ async def list_visible(
     return list((await db_session.scalars(page)).unique().all()), total
 
 
+async def _audit(
+    db_session: AsyncSession,
+    audit_actor: audit.Actor,
+    action: AuditAction,
+    incident_id: int,
+    **detail: Any,
+) -> None:
+    await audit.record(
+        db_session=db_session,
+        action=action,
+        outcome=Outcome.SUCCESS,
+        actor=audit_actor,
+        object=f"incident:{incident_id}",
+        detail=detail,
+    )
+
+
 async def _commander(db_session: AsyncSession, person_id: int) -> Person:
     person = await people.get(db_session=db_session, person_id=person_id)
     if person.role not in COMMANDING_ROLES:
@@ -163,6 +184,7 @@ async def open_incident(
     commander_id: int | None = None,
     officer_ids: Iterable[int] = (),
     now: datetime,
+    audit_actor: audit.Actor,
 ) -> Incident:
     if opener.role not in MANAGE_ROLES:
         raise Forbidden(f"a {opener.role.value} may not open incidents")
@@ -196,6 +218,15 @@ async def open_incident(
     )
     for officer in officers:
         _assigned_entry(db_session, incident.id, opener, officer, now)
+    detail = {
+        "kind": kind.value,
+        "title": title,
+        "case_number": incident.case_number,
+        "place": incident.place,
+        "commander_id": incident.commander_id,
+        "officer_ids": [officer.id for officer in officers],
+    }
+    await _audit(db_session, audit_actor, AuditAction.INCIDENT_OPEN, incident.id, **detail)
     await db_session.commit()
     return await get_visible(db_session=db_session, person=opener, incident_id=incident.id)
 
@@ -215,16 +246,26 @@ def _assigned_entry(
 
 
 async def update(
-    *, db_session: AsyncSession, actor: Person, incident_id: int, changes: dict[str, Any], now: datetime
+    *,
+    db_session: AsyncSession,
+    actor: Person,
+    incident_id: int,
+    changes: dict[str, Any],
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> Incident:
-    """Change the given fields (kind, title, case_number, place, commander_id, status)."""
+    """Change the given fields (kind, title, case_number, place, commander_id, status). Audited as
+    closing or reopening when the status changes, otherwise as an update; not at all when nothing
+    changed."""
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     described = []
+    changed: dict[str, Any] = {}
     if changes.get("commander_id") is not None:
         commander = await _commander(db_session, changes["commander_id"])
         if commander.id != incident.commander_id:
             incident.commander_id = commander.id
             described.append(f"commander: {commander.display_name}")
+            changed["commander_id"] = commander.id
     for field in ("kind", "title", "case_number", "place"):
         value = changes.get(field)
         if value is not None:
@@ -234,15 +275,19 @@ async def update(
             if value != getattr(incident, field):
                 setattr(incident, field, value)
                 described.append(f"{field.replace('_', ' ')}: {value}")
+                changed[field] = value
     if described:
         add_entry(
             db_session, incident.id, TimelineKind.UPDATED, "; ".join(described), at=now, actor_id=actor.id
         )
+    action = AuditAction.INCIDENT_UPDATE
     status = changes.get("status")
     if status is not None and status != incident.status:
-        incident.status = status
-        incident.closed_at = now if status is IncidentStatus.CLOSED else None
+        changed["status"] = status
         closed = status is IncidentStatus.CLOSED
+        action = AuditAction.INCIDENT_CLOSE if closed else AuditAction.INCIDENT_REOPEN
+        incident.status = status
+        incident.closed_at = now if closed else None
         add_entry(
             db_session,
             incident.id,
@@ -251,27 +296,45 @@ async def update(
             at=now,
             actor_id=actor.id,
         )
+    if changed:
+        await _audit(db_session, audit_actor, action, incident.id, **changed)
     await db_session.commit()
     return await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
 
 
 async def assign(
-    *, db_session: AsyncSession, actor: Person, incident_id: int, person_ids: list[int], now: datetime
+    *,
+    db_session: AsyncSession,
+    actor: Person,
+    incident_id: int,
+    person_ids: list[int],
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> Incident:
-    """Put officers on the incident (those already on it stay as they are)."""
+    """Put officers on the incident (those already on it stay as they are, and are not audited)."""
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     officers = await _officers(db_session, person_ids)
     present = {assignment.person_id for assignment in incident.assignments}
+    added = []
     for officer in officers:
         if officer.id not in present:
             db_session.add(Assignment(incident_id=incident.id, person_id=officer.id, assigned_at=now))
             _assigned_entry(db_session, incident.id, actor, officer, now)
+            added.append(officer.id)
+    if added:
+        await _audit(db_session, audit_actor, AuditAction.INCIDENT_ASSIGN, incident.id, officer_ids=added)
     await db_session.commit()
     return await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
 
 
 async def unassign(
-    *, db_session: AsyncSession, actor: Person, incident_id: int, person_id: int, now: datetime
+    *,
+    db_session: AsyncSession,
+    actor: Person,
+    incident_id: int,
+    person_id: int,
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> Incident:
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     assignment = next((a for a in incident.assignments if a.person_id == person_id), None)
@@ -287,17 +350,28 @@ async def unassign(
         person_id=person_id,
     )
     await db_session.execute(delete(Assignment).where(Assignment.id == assignment.id))
+    await _audit(db_session, audit_actor, AuditAction.INCIDENT_UNASSIGN, incident.id, person_id=person_id)
     await db_session.commit()
     return await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
 
 
 async def share(
-    *, db_session: AsyncSession, actor: Person, incident_id: int, person_ids: list[int], now: datetime
+    *,
+    db_session: AsyncSession,
+    actor: Person,
+    incident_id: int,
+    person_ids: list[int],
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> list[Person]:
-    """Share the incident with upper-court observers; who it is shared with now."""
+    """Share the incident with upper-court observers; who it is shared with now. Audited when it
+    was not shared with some of them before."""
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     observers = await people.get_many(db_session=db_session, person_ids=person_ids)
-    await add_shares(db_session, incident.id, observers, actor=actor, now=now)
+    added = await add_shares(db_session, incident.id, observers, actor=actor, now=now)
+    if added:
+        person_ids = [observer.id for observer in added]
+        await _audit(db_session, audit_actor, AuditAction.INCIDENT_SHARE, incident.id, person_ids=person_ids)
     await db_session.commit()
     return await shared_with(db_session=db_session, incident_id=incident.id)
 
@@ -332,7 +406,13 @@ async def add_shares(
 
 
 async def unshare(
-    *, db_session: AsyncSession, actor: Person, incident_id: int, person_id: int, now: datetime
+    *,
+    db_session: AsyncSession,
+    actor: Person,
+    incident_id: int,
+    person_id: int,
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> None:
     incident = await get_visible(db_session=db_session, person=actor, incident_id=incident_id)
     removed = await db_session.execute(
@@ -349,6 +429,7 @@ async def unshare(
         actor_id=actor.id,
         person_id=person_id,
     )
+    await _audit(db_session, audit_actor, AuditAction.INCIDENT_UNSHARE, incident.id, person_id=person_id)
     await db_session.commit()
 
 
@@ -358,8 +439,15 @@ async def shared_with(*, db_session: AsyncSession, incident_id: int) -> list[Per
 
 
 async def add_note(
-    *, db_session: AsyncSession, author: Person, incident_id: int, text: str, now: datetime
+    *,
+    db_session: AsyncSession,
+    author: Person,
+    incident_id: int,
+    text: str,
+    now: datetime,
+    audit_actor: audit.Actor,
 ) -> TimelineEntry:
+    """A note on the timeline; the audit record names the entry, not its text."""
     if author.role not in NOTE_ROLES:
         raise Forbidden(f"a {author.role.value} may not add notes")
     incident = await get_visible(db_session=db_session, person=author, incident_id=incident_id)
@@ -369,6 +457,7 @@ async def add_note(
     entry = add_entry(db_session, incident.id, TimelineKind.NOTE, text, at=now, actor_id=author.id)
     await db_session.flush()
     entry_id = entry.id
+    await _audit(db_session, audit_actor, AuditAction.INCIDENT_NOTE, incident.id, entry_id=entry_id)
     await db_session.commit()
     return (await db_session.scalars(select(TimelineEntry).where(TimelineEntry.id == entry_id))).one()
 

@@ -440,7 +440,7 @@ async def test_the_timeline_joins_every_event_in_order_and_pages(backend: str, t
 
         rows = await query(
             database_url,
-            "SELECT action, object FROM audit_event WHERE action LIKE 'incident.%' ORDER BY id",
+            "SELECT action, object FROM audit_event WHERE action LIKE 'incident.escalat%' ORDER BY id",
         )
     assert rows == [
         ("incident.escalate", f"incident:{incident['id']}"),

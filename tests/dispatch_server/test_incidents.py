@@ -158,3 +158,89 @@ async def _until(condition: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.1)
+
+
+def test_every_change_to_an_incident_is_audited_and_so_are_refused_attempts(deployment: Deployment) -> None:
+    """R17: opening, changing, closing, reopening, staffing, sharing an incident and its notes are
+    each audited with who (person, role, address), which incident and how it ended; an attempt
+    refused after sign-in is audited as denied (403, 404) or failed (422), and changes nothing."""
+    commander, officer1, officer2 = deployment.commander, deployment.officer1, deployment.officer2
+    admin = ApiClient(deployment.base_url, "admin", str(deployment.zhihui.admin_password))
+    observer = _person(deployment, "upper_observer")
+    refused = commander.http.post(
+        "/api/incidents", json={"kind": "major", "title": "x", "officer_ids": [commander.id]}
+    )
+    assert refused.status_code == 422
+    incident = _open(commander, kind="major", title="Eviction", place="Lane 4", officer_ids=[officer1.id])
+    path = f"/api/incidents/{incident['id']}"
+    calls = [
+        (commander, "PATCH", path, {"title": "Eviction, day 2", "place": "Lane 4"}, 200),
+        (officer1, "PATCH", path, {"title": "mine now"}, 403),
+        (commander, "PATCH", path, {"status": "closed"}, 200),
+        (commander, "PATCH", path, {"status": "open"}, 200),
+        (commander, "PATCH", path, {"title": "Eviction, day 2"}, 200),  # no change: not audited
+        (commander, "POST", f"{path}/officers", {"person_ids": [officer2.id]}, 200),
+        (commander, "POST", f"{path}/officers", {"person_ids": [officer2.id]}, 200),  # on it already
+        (commander, "POST", f"{path}/officers", {"person_ids": [commander.id]}, 422),
+        (commander, "DELETE", f"{path}/officers/{officer2.id}", None, 200),
+        (commander, "DELETE", f"{path}/officers/{officer2.id}", None, 404),
+        (commander, "POST", f"{path}/shares", {"person_ids": [observer.id]}, 200),
+        (commander, "DELETE", f"{path}/shares/{observer.id}", None, 204),
+        (officer1, "POST", f"{path}/notes", {"text": "Locksmith here"}, 201),
+        (officer2, "POST", f"{path}/notes", {"text": "not my incident"}, 404),
+        (observer, "POST", f"{path}/notes", {"text": "read-only"}, 403),
+    ]
+    answers = []
+    for client, method, url, body, status in calls:
+        response = client.http.request(method, url, json=body)
+        assert response.status_code == status, (method, url, response.text)
+        answers.append(response.json() if response.content else None)
+    note = answers[12]
+
+    listed = admin.http.get("/api/audit", params={"limit": 500, "object": f"incident:{incident['id']}"})
+    assert listed.status_code == 200, listed.text
+    rows = sorted(listed.json()["items"], key=lambda row: row["id"])
+    assert [(row["action"], row["actor_id"], row["role"], row["outcome"]) for row in rows] == [
+        ("incident.open", commander.id, "commander", "success"),
+        ("incident.update", commander.id, "commander", "success"),
+        ("incident.update", officer1.id, "field_officer", "denied"),
+        ("incident.close", commander.id, "commander", "success"),
+        ("incident.reopen", commander.id, "commander", "success"),
+        ("incident.assign", commander.id, "commander", "success"),
+        ("incident.assign", commander.id, "commander", "failure"),
+        ("incident.unassign", commander.id, "commander", "success"),
+        ("incident.unassign", commander.id, "commander", "denied"),
+        ("incident.share", commander.id, "commander", "success"),
+        ("incident.unshare", commander.id, "commander", "success"),
+        ("incident.note", officer1.id, "field_officer", "success"),
+        ("incident.note", officer2.id, "field_officer", "denied"),
+        ("incident.note", observer.id, "upper_observer", "denied"),
+    ]
+    assert all(row["source"] == "127.0.0.1" for row in rows)
+    details = [row["detail"] for row in rows]
+    assert details[0] == {
+        "kind": "major",
+        "title": "Eviction",
+        "case_number": "",
+        "place": "Lane 4",
+        "commander_id": commander.id,
+        "officer_ids": [officer1.id],
+    }
+    assert details[1] == {"title": "Eviction, day 2"}  # the place did not change
+    assert details[3] == {"status": "closed"} and details[4] == {"status": "open"}
+    assert details[5] == {"officer_ids": [officer2.id]}
+    assert "only field officers" in details[6]["error"] and details[6]["officer_ids"] == [commander.id]
+    assert details[7] == {"person_id": officer2.id} and details[8]["person_id"] == officer2.id
+    assert details[9] == {"person_ids": [observer.id]} and details[10] == {"person_id": observer.id}
+    assert details[11] == {"entry_id": note["id"]}
+    assert details[2]["error"] == "a field_officer may not do this"
+
+    opening = admin.http.get(
+        "/api/audit", params={"action": "incident.open", "object": "incidents", "actor_id": commander.id}
+    ).json()["items"]
+    assert opening[0]["outcome"] == "failure" and "only field officers" in opening[0]["detail"]["error"]
+    # The refused attempts changed nothing.
+    entries = commander.http.get(f"{path}/timeline").json()["items"]
+    timeline = [(e["kind"], (e["actor"] or {}).get("id")) for e in entries]
+    assert ("note", officer2.id) not in timeline and ("updated", officer1.id) not in timeline
+    assert admin.http.get("/api/audit/verify").json()["ok"] is True

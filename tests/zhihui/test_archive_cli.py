@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from dispatch_server.archive import service as catalog
 from dispatch_server.archive.models import RecordingSegment
+from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditEvent
 from dispatch_server.db import Database
 from dispatch_server.incidents import service as incidents
@@ -60,6 +61,7 @@ async def _make_archive(workdir: Path) -> Archive:
                 title="Crowd at the gate",
                 officer_ids=[li.id],
                 now=now,
+                audit_actor=audit.Actor(person_id=chief.id, name="chief", role="commander", source=""),
             )
             await db_session.commit()
             incident_id = incident.id
