@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.audit import service as audit
@@ -139,20 +139,19 @@ async def _reused(db_session: AsyncSession, row: RefreshToken, *, now: datetime,
 
 async def revoke_family(*, db_session: AsyncSession, family: str, now: datetime) -> int:
     """End a sign-in (in the caller's transaction); how many of its tokens were not revoked yet."""
-    result: CursorResult[Any] = await db_session.execute(  # type: ignore[assignment]
-        update(RefreshToken)
-        .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount
+    return await _revoke(db_session, RefreshToken.family == family, now)
 
 
 async def revoke_person(*, db_session: AsyncSession, person_id: int, now: datetime) -> int:
     """End every sign-in of a person (in the caller's transaction), e.g. when disabled."""
+    return await _revoke(db_session, RefreshToken.person_id == person_id, now)
+
+
+async def _revoke(db_session: AsyncSession, which: ColumnElement[bool], now: datetime) -> int:
+    """Revoke the tokens ``which`` selects that are not revoked yet; how many."""
     result: CursorResult[Any] = await db_session.execute(  # type: ignore[assignment]
         update(RefreshToken)
-        .where(RefreshToken.person_id == person_id, RefreshToken.revoked_at.is_(None))
+        .where(which, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
