@@ -6,7 +6,8 @@ the unit or incident is kept on the directive. Each target moves forward only: s
 -> acknowledged -> done, each step one conditional UPDATE. It comes from this center or from the
 upper court: an upper-court observer may direct the officers of an incident shared with it.
 
-SQL first: each change and the events that report it commit in one transaction; the caller pushes
+SQL first: each change, its audit record (R17: issuing, acknowledging, reporting done; not the
+device's delivery receipt) and the events that report it commit in one transaction; the caller pushes
 the returned events afterwards (:func:`dispatch_server.realtime.eventlog.publish`). A target's
 events carry only its own entry in ``targets``; the command room's carry them all.
 """
@@ -20,6 +21,8 @@ from typing import Any
 from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.db import utcnow
 from dispatch_server.directives.models import (
     OPEN_STATES,
@@ -152,6 +155,7 @@ async def issue(
     complete_by: datetime | None = None,
     origin: DirectiveOrigin | None = None,
     now: datetime | None = None,
+    actor: audit.Actor,
 ) -> tuple[Directive, list[LoggedEvent]]:
     """Store a directive and its events (one for each target, one for the command room).
 
@@ -176,6 +180,13 @@ async def issue(
     scope, targets, unit = await _targets(
         db_session, issuer, target_ids=target_ids, unit_id=unit_id, incident=incident
     )
+    audited = {
+        "scope": scope.value,
+        "target_ids": [target.id for target in targets],
+        "incident_id": incident.id if incident is not None else None,
+        "unit_id": unit.id if unit is not None else None,
+        "origin": source.value,
+    }
     directive = Directive(
         text=text,
         issuer_id=issuer.id,
@@ -223,6 +234,15 @@ async def issue(
         LoggedEvent(command_channel(), DirectiveUpdateMessage(directive=body), subject(directive.id))
     )
     logged = await eventlog.record(db_session=db_session, events=events)
+    # After the event log: its lock is taken before the audit log's, as everywhere.
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.DIRECTIVE_ISSUE,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        object=subject(body.id),
+        detail=audited,
+    )
     await db_session.commit()
     return directive, logged
 
@@ -299,10 +319,12 @@ async def _transition(
     *,
     from_states: tuple[TargetState, ...],
     now: datetime,
+    audited: tuple[audit.Actor, AuditAction] | None = None,
 ) -> tuple[list[LoggedEvent], TargetState]:
     """Move one target's state with a single conditional UPDATE, so that concurrent deliveries,
-    acknowledgements and reports never overwrite each other, and log the change in the same
-    transaction. Returns the committed events (none if nothing changed) and the target's state."""
+    acknowledgements and reports never overwrite each other, and log the change (and audit it as
+    ``audited`` says) in the same transaction. Returns the committed events (none if nothing
+    changed) and the target's state."""
     result: CursorResult[Any] = await db_session.execute(  # type: ignore[assignment]
         update(DirectiveTarget)
         .where(
@@ -320,6 +342,15 @@ async def _transition(
             await _acknowledged(db_session, directive_id, person_id, values["acknowledged_at"])
         elif state is TargetState.DONE:
             await _done(db_session, directive_id, person_id, values["done_at"])
+        if audited is not None:
+            actor, action = audited
+            await audit.record(
+                db_session=db_session,
+                action=action,
+                outcome=Outcome.SUCCESS,
+                actor=actor,
+                object=subject(directive_id),
+            )
         directive = await get(db_session=db_session, directive_id=directive_id)
         body = describe(directive, now)
         logged = await eventlog.record(
@@ -394,7 +425,12 @@ async def mark_delivered(
 
 
 async def acknowledge(
-    *, db_session: AsyncSession, directive_id: int, person_id: int, now: datetime | None = None
+    *,
+    db_session: AsyncSession,
+    directive_id: int,
+    person_id: int,
+    actor: audit.Actor,
+    now: datetime | None = None,
 ) -> tuple[Directive, list[LoggedEvent]]:
     """Acknowledge for this target. Idempotent: a second time changes nothing and logs nothing."""
     now = now or utcnow()
@@ -403,21 +439,34 @@ async def acknowledge(
         "acknowledged_at": now,
         "delivered_at": func.coalesce(DirectiveTarget.delivered_at, now),
     }
+    audited = (actor, AuditAction.DIRECTIVE_ACKNOWLEDGE)
     logged, _state = await _transition(
-        db_session, directive_id, person_id, values, from_states=OPEN_STATES, now=now
+        db_session, directive_id, person_id, values, from_states=OPEN_STATES, now=now, audited=audited
     )
     return await get(db_session=db_session, directive_id=directive_id), logged
 
 
 async def complete(
-    *, db_session: AsyncSession, directive_id: int, person_id: int, now: datetime | None = None
+    *,
+    db_session: AsyncSession,
+    directive_id: int,
+    person_id: int,
+    actor: audit.Actor,
+    now: datetime | None = None,
 ) -> tuple[Directive, list[LoggedEvent]]:
     """The target reports it done. Only after acknowledging it (409 before); idempotent: a second
     report changes nothing and logs nothing."""
     now = now or utcnow()
     values = {"state": TargetState.DONE, "done_at": now}
+    audited = (actor, AuditAction.DIRECTIVE_DONE)
     logged, state = await _transition(
-        db_session, directive_id, person_id, values, from_states=(TargetState.ACKNOWLEDGED,), now=now
+        db_session,
+        directive_id,
+        person_id,
+        values,
+        from_states=(TargetState.ACKNOWLEDGED,),
+        now=now,
+        audited=audited,
     )
     if state in OPEN_STATES:
         raise Conflict(f"acknowledge directive {directive_id} before reporting it done")

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
+from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession, Now, require_roles
 from dispatch_server.directives import service
 from dispatch_server.directives.schemas import DirectiveIn, DirectiveOut
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/api/directives", tags=["directives"])
 @router.post("", response_model=DirectiveOut, status_code=201, summary="Issue a directive")
 async def issue(
     body: DirectiveIn,
+    request: Request,
     context: Ctx,
     now: Now,
     db_session: DbSession,
@@ -33,6 +35,7 @@ async def issue(
         complete_by=body.complete_by,
         origin=body.origin,
         now=now,
+        actor=actor_of(user, request),
     )
     await eventlog.publish(bus=context.bus, events=events)
     return service.describe(directive, now)
@@ -48,10 +51,14 @@ async def list_directives(
 
 @router.post("/{directive_id}/ack", response_model=DirectiveOut, summary="Acknowledge a directive")
 async def acknowledge(
-    directive_id: Id, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
+    directive_id: Id, request: Request, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
     directive, events = await service.acknowledge(
-        db_session=db_session, directive_id=directive_id, person_id=user.id, now=now
+        db_session=db_session,
+        directive_id=directive_id,
+        person_id=user.id,
+        actor=actor_of(user, request),
+        now=now,
     )
     await eventlog.publish(bus=context.bus, events=events)
     return service.describe(directive, now)
@@ -64,10 +71,14 @@ async def acknowledge(
     responses={409: {"description": "Not acknowledged yet"}},
 )
 async def complete(
-    directive_id: Id, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
+    directive_id: Id, request: Request, context: Ctx, now: Now, db_session: DbSession, user: CurrentUser
 ) -> DirectiveOut:
     directive, events = await service.complete(
-        db_session=db_session, directive_id=directive_id, person_id=user.id, now=now
+        db_session=db_session,
+        directive_id=directive_id,
+        person_id=user.id,
+        actor=actor_of(user, request),
+        now=now,
     )
     await eventlog.publish(bus=context.bus, events=events)
     return service.describe(directive, now)

@@ -197,11 +197,20 @@ def _now(websocket: WebSocket) -> datetime:
     return clock.now()
 
 
+def _actor(websocket: WebSocket, person: Person) -> audit.Actor:
+    client = websocket.client.host if websocket.client is not None else ""
+    return audit.Actor(person_id=person.id, name=person.username, role=person.role.value, source=client)
+
+
 async def _acknowledge(websocket: WebSocket, context: Context, person: Person, directive_id: int) -> None:
     try:
         async with context.db.sessions() as db_session:
             _directive, events = await directives.acknowledge(
-                db_session=db_session, directive_id=directive_id, person_id=person.id, now=_now(websocket)
+                db_session=db_session,
+                directive_id=directive_id,
+                person_id=person.id,
+                actor=_actor(websocket, person),
+                now=_now(websocket),
             )
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
@@ -212,8 +221,7 @@ async def _acknowledge(websocket: WebSocket, context: Context, person: Person, d
 async def _sos(websocket: WebSocket, context: Context, person: Person, message: SosMessage) -> None:
     """An officer calls for help (R9): the alert reaches the command room and, as confirmation,
     this officer's own devices through the event log."""
-    client = websocket.client.host if websocket.client is not None else ""
-    actor = audit.Actor(person_id=person.id, name=person.username, role=person.role.value, source=client)
+    actor = _actor(websocket, person)
     try:
         async with context.db.sessions() as db_session:
             alert, events = await sos.raise_sos(

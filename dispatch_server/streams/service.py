@@ -1,4 +1,5 @@
-"""Streams (R1, R3): grants to publish and watch, and the relay's reports of streams up and down."""
+"""Streams (R1, R3): grants to publish and watch, and the relay's reports of streams up and down.
+Grants are audited (R17), committed before they are given out."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.alerts import service as alerts
 from dispatch_server.alerts.models import AlertKind, AlertLevel
+from dispatch_server.audit import service as audit
+from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.errors import Conflict, Forbidden, NotFound
 from dispatch_server.people.models import Person, Role
 from dispatch_server.realtime import eventlog
@@ -46,7 +49,13 @@ def stream_out(stream: Stream, relay_url: str) -> StreamOut:
 
 
 async def grant_publish(
-    *, db_session: AsyncSession, signer: GrantSigner, officer: Person, device: str, minutes: int
+    *,
+    db_session: AsyncSession,
+    signer: GrantSigner,
+    officer: Person,
+    device: str,
+    minutes: int,
+    actor: audit.Actor,
 ) -> tuple[str, Stream, datetime]:
     """A new stream for this officer and device, and the grant that may publish it."""
     if officer.role is not Role.FIELD_OFFICER:
@@ -55,6 +64,14 @@ async def grant_publish(
         id=f"{officer.username}-{device}-{uuid.uuid4().hex[:8]}", officer_id=officer.id, device=device
     )
     db_session.add(stream)
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.STREAM_PUBLISH_GRANT,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        object=f"stream:{stream.id}",
+        detail={"device": device, "minutes": minutes},
+    )
     await db_session.commit()
     token, claims = signer.publish(
         person_id=str(officer.id), name=officer.display_name, stream_id=stream.id, minutes=minutes
@@ -63,12 +80,28 @@ async def grant_publish(
 
 
 async def grant_view(
-    *, db_session: AsyncSession, signer: GrantSigner, viewer: Person, stream_ids: list[str], minutes: int
+    *,
+    db_session: AsyncSession,
+    signer: GrantSigner,
+    viewer: Person,
+    stream_ids: list[str],
+    minutes: int,
+    actor: audit.Actor,
 ) -> tuple[str, datetime]:
+    """A grant to watch these streams (the command room may watch any)."""
     found = set((await db_session.scalars(select(Stream.id).where(Stream.id.in_(stream_ids)))).all())
     missing = [sid for sid in stream_ids if sid not in found]
     if missing:
         raise NotFound(f"unknown stream(s): {', '.join(missing)}")
+    await audit.record(
+        db_session=db_session,
+        action=AuditAction.STREAM_VIEW_GRANT,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        object="streams",
+        detail={"streams": list(stream_ids), "minutes": minutes},
+    )
+    await db_session.commit()
     token, claims = signer.view(person_id=str(viewer.id), stream_ids=list(stream_ids), minutes=minutes)
     return token, datetime.fromtimestamp(claims.exp, UTC)
 

@@ -39,6 +39,7 @@ async def live_streams(context: Ctx, db_session: DbSession, _user: Watcher) -> l
 @router.post("/grants/publish", response_model=PublishGrantOut, summary="A grant to publish one stream")
 async def publish_grant(
     body: PublishGrantIn,
+    request: Request,
     context: Ctx,
     db_session: DbSession,
     user: Annotated[Person, Depends(require_roles(Role.FIELD_OFFICER))],
@@ -49,6 +50,7 @@ async def publish_grant(
         officer=user,
         device=body.device,
         minutes=context.settings.auth.publish_grant_minutes,
+        actor=actor_of(user, request),
     )
     return PublishGrantOut(
         grant=token,
@@ -62,13 +64,16 @@ async def publish_grant(
 
 
 @router.post("/grants/view", response_model=ViewGrantOut, summary="A grant to watch streams")
-async def view_grant(body: ViewGrantIn, context: Ctx, db_session: DbSession, user: Watcher) -> ViewGrantOut:
+async def view_grant(
+    body: ViewGrantIn, request: Request, context: Ctx, db_session: DbSession, user: Watcher
+) -> ViewGrantOut:
     token, expires_at = await service.grant_view(
         db_session=db_session,
         signer=context.grants,
         viewer=user,
         stream_ids=body.stream_ids,
         minutes=context.settings.auth.view_grant_minutes,
+        actor=actor_of(user, request),
     )
     relay_url = context.settings.relay_url
     return ViewGrantOut(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.conftest import ApiClient
 from tests.dispatch_server.deployment import Deployment, Socket, target_state
 
 
@@ -214,3 +215,42 @@ async def test_websocket_answers_malformed_and_oversized_messages(deployment: De
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
         await field.close()
+
+
+async def test_issuing_acknowledging_and_reporting_done_are_audited(deployment: Deployment) -> None:
+    """R17: a directive issued, acknowledged (over the websocket here) and reported done is audited
+    with the person, role, address and directive; a repeated acknowledgement changes nothing and is
+    not audited again."""
+    commander, officer1 = deployment.commander, deployment.officer1
+    admin = ApiClient(deployment.base_url, "admin", str(deployment.zhihui.admin_password))
+    issued = commander.http.post(
+        "/api/directives", json={"target_ids": [officer1.id], "text": "Photograph the seals"}
+    )
+    assert issued.status_code == 201, issued.text
+    directive_id = issued.json()["id"]
+    field = await Socket.open(deployment.base_url, officer1.token)
+    try:
+        await field.next("directive", directive__id=directive_id)
+        await field.ws.send(json.dumps({"type": "ack", "directive_id": directive_id}))
+        await field.next("directive_update", directive__id=directive_id)
+    finally:
+        await field.close()
+    assert officer1.http.post(f"/api/directives/{directive_id}/ack").status_code == 200
+    assert officer1.http.post(f"/api/directives/{directive_id}/done").status_code == 200
+
+    listed = admin.http.get("/api/audit", params={"object": f"directive:{directive_id}"})
+    assert listed.status_code == 200, listed.text
+    rows = sorted(listed.json()["items"], key=lambda row: row["id"])
+    assert [(row["action"], row["actor_id"], row["role"], row["outcome"]) for row in rows] == [
+        ("directive.issue", commander.id, "commander", "success"),
+        ("directive.acknowledge", officer1.id, "field_officer", "success"),
+        ("directive.done", officer1.id, "field_officer", "success"),
+    ]
+    assert all(row["source"] == "127.0.0.1" for row in rows)
+    assert rows[0]["detail"] == {
+        "scope": "people",
+        "target_ids": [officer1.id],
+        "incident_id": None,
+        "unit_id": None,
+        "origin": "center",
+    }
