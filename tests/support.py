@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,15 +37,13 @@ def in_ci() -> bool:
 
 
 @dataclass
-class ZhihuiProcess:
-    """``zhihui up`` running in its own folder, as a user would start it."""
+class ServerProcess:
+    """A ``zhihui`` server command running in its own folder, its output in a log file."""
 
     workdir: Path
     port: int
     process: subprocess.Popen[str]
     log_path: Path
-    credentials: dict[str, str] = field(default_factory=dict)
-    admin_password: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -55,21 +53,29 @@ class ZhihuiProcess:
     def recordings(self) -> Path:
         return self.workdir / "recordings"
 
-    @property
-    def database(self) -> Path:
-        return self.workdir / "var" / "zhihui.db"
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+
+
+@dataclass
+class ZhihuiProcess(ServerProcess):
+    """``zhihui up`` running in its own folder, as a user would start it."""
+
+    credentials: dict[str, str] = field(default_factory=dict)
+    admin_password: str | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "var" / "zhihui.db"
 
 
 def zhihui_env(workdir: Path, **extra: str) -> dict[str, str]:
@@ -100,6 +106,36 @@ def run_zhihui(
     )
 
 
+def _serve(
+    workdir: Path, command: str, port: int, log_path: Path, args: Sequence[str], env: Mapping[str, str]
+) -> subprocess.Popen[str]:
+    """``zhihui <command> --port <port>`` started in ``workdir``, its output to ``log_path``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "zhihui.cli", command, "--port", str(port), "--log-level", "warning", *args],
+        cwd=workdir,
+        env=zhihui_env(workdir, **env),
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_answering(server: ServerProcess, what: str, path: str, timeout: float) -> None:
+    """Return once GET ``path`` answers 200. If the process ends first, or ``timeout`` passes (it is
+    then stopped), a RuntimeError with its log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {server.process.returncode}:\n{server.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.base_url}{path}", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"{what} did not answer in {timeout} s:\n{server.log()}")
+        time.sleep(0.1)
+
+
 def start_zhihui(
     workdir: Path, *args: str, timeout: float = 30.0, port: int | None = None, **env: str
 ) -> ZhihuiProcess:
@@ -107,27 +143,9 @@ def start_zhihui(
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = workdir / "zhihui.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zhihui.cli", "up", "--port", str(port), "--log-level", "warning", *args],
-        cwd=workdir,
-        env=zhihui_env(workdir, **env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _serve(workdir, "up", port, log_path, args, env)
     zhihui = ZhihuiProcess(workdir=workdir, port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"zhihui up exited with {process.returncode}:\n{zhihui.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{zhihui.base_url}/api/openapi.json", timeout=1).status_code == 200:
-                break
-        if time.monotonic() > deadline:
-            zhihui.stop()
-            raise RuntimeError(f"zhihui up did not answer in {timeout} s:\n{zhihui.log()}")
-        time.sleep(0.1)
+    _wait_answering(zhihui, "zhihui up", "/api/openapi.json", timeout)
     for line in zhihui.log().splitlines():
         if match := CREDENTIAL_LINE.match(line):
             zhihui.credentials[match.group(2)] = match.group(3)
@@ -146,33 +164,8 @@ def running_zhihui(workdir: Path, *args: str, **env: str) -> Iterator[ZhihuiProc
 
 
 @dataclass
-class RelayNodeProcess:
+class RelayNodeProcess(ServerProcess):
     """``zhihui relay`` running in its own folder: a relay node reporting to a dispatch server (R18)."""
-
-    workdir: Path
-    port: int
-    process: subprocess.Popen[str]
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def recordings(self) -> Path:
-        return self.workdir / "recordings"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 def start_relay_node(
@@ -194,26 +187,10 @@ def start_relay_node(
         "ZHIHUI_RELAY_NODE__DISPATCH_URL": dispatch_url,
         "ZHIHUI_RELAY_NODE__SECRET": secret,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zhihui.cli", "relay", "--port", str(port), "--log-level", "warning"],
-        cwd=workdir,
-        env=zhihui_env(workdir, **settings, **env),
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = _serve(workdir, "relay", port, log_path, (), {**settings, **env})
     relay = RelayNodeProcess(workdir=workdir, port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"zhihui relay exited with {process.returncode}:\n{relay.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{relay.base_url}/streams", timeout=1).status_code == 200:
-                return relay
-        if time.monotonic() > deadline:
-            relay.stop()
-            raise RuntimeError(f"zhihui relay did not answer in {timeout} s:\n{relay.log()}")
-        time.sleep(0.1)
+    _wait_answering(relay, "zhihui relay", "/streams", timeout)
+    return relay
 
 
 def login(base_url: str, username: str, password: str) -> dict[str, object]:
