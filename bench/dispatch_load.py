@@ -39,6 +39,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import secrets
 import shutil
 import sqlite3
@@ -285,6 +286,9 @@ def sqlite_template(cache: Path, officers: int) -> Path:
         partial = path.with_suffix(".partial")
         shutil.copyfile(zhihui.database, partial)
         partial.rename(path)
+    for stale in cache.glob(f"sqlite-*-{officers}.db"):  # made for an older schema
+        if stale != path:
+            stale.unlink()
     return path
 
 
@@ -317,6 +321,15 @@ def postgres_template(officers: int) -> str:
         finally:
             zhihui.stop()
     asyncio.run(_pg(POSTGRES_URL, f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+    rows = asyncio.run(
+        _pg(POSTGRES_URL, "SELECT datname FROM pg_database WHERE datname LIKE 'zhihui_bench_%'")
+    )
+    for row in rows:  # templates made for an older schema
+        if (
+            re.fullmatch(rf"zhihui_bench_[0-9a-f]{{10}}_{officers}", row["datname"])
+            and row["datname"] != name
+        ):
+            asyncio.run(_pg(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)'))
     return name
 
 
