@@ -283,7 +283,7 @@ def sqlite_template(cache: Path, officers: int) -> Path:
             make_people(zhihui, officers)
         finally:
             zhihui.stop()
-        partial = path.with_suffix(".partial")
+        partial = path.with_suffix(f".{os.getpid()}.partial")  # two runs at once: each its own
         shutil.copyfile(zhihui.database, partial)
         partial.rename(path)
     for stale in cache.glob(f"sqlite-*-{officers}.db"):  # made for an older schema
