@@ -194,7 +194,9 @@ def start_relay_node(
 
 
 def login(base_url: str, username: str, password: str) -> dict[str, object]:
-    response = httpx.post(f"{base_url}/api/auth/login", json={"username": username, "password": password})
+    response = httpx.post(
+        f"{base_url}/api/auth/login", json={"username": username, "password": password}, timeout=30
+    )
     response.raise_for_status()
     return response.json()  # type: ignore[no-any-return]
 
