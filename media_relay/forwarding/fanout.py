@@ -111,7 +111,13 @@ class TrackFanout:
             except Exception:
                 logger.exception("frame sink failed")
         for track in tuple(self._tracks):
-            track.offer(frame)
+            try:
+                track.offer(frame)
+            except Exception:
+                # One viewer's failure (its socket gone, its SRTP session broken) is its own: it
+                # gets no more frames, the others and the recording go on. Its session ends itself.
+                logger.exception("forwarding to a viewer failed; it gets no more frames")
+                self._tracks.discard(track)
 
     def end(self) -> None:
         for track in tuple(self._tracks):

@@ -114,3 +114,21 @@ async def test_a_stalled_viewer_does_not_slow_the_other_viewer_or_the_recording(
     await asyncio.sleep(0.5)
     recorded = _decoded_video_frames(_stream_folder(zhihui, live.stream_id))
     assert recorded >= live.video.frames_sent - 5, (recorded, live.video.frames_sent)
+
+
+def test_a_viewer_whose_output_fails_is_dropped_and_the_others_go_on() -> None:
+    """R3: one viewer's broken output (socket gone, SRTP failing) never stops the others."""
+
+    class Broken(SocketQueue):
+        def send(self, packets: list[bytes]) -> None:
+            raise OSError("socket closed")
+
+    fanout = TrackFanout(MediaKind.VIDEO)
+    broken = RtpForwarder(MediaKind.VIDEO, Broken(), on_keyframe_needed=lambda: None)
+    healthy_out = SocketQueue()
+    healthy = RtpForwarder(MediaKind.VIDEO, healthy_out, on_keyframe_needed=lambda: None)
+    fanout.attach(broken)
+    fanout.attach(healthy)
+    for n in range(10):
+        fanout.deliver(_frame(n, keyframe=n == 0))
+    assert healthy.frames_sent == 10 and fanout.viewer_count == 1
