@@ -377,7 +377,7 @@ def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callabl
 
     def data_received(data: bytes, component: int) -> None:
         srtp = dtls._rx_srtp
-        if srtp is None or not 127 < data[0] < 192:
+        if srtp is None or not data or not 127 < data[0] < 192:
             queued(data, component)
             return
         dtls._RTCDtlsTransport__rx_bytes += len(data)
