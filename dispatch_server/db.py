@@ -142,5 +142,8 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    # A writer waits up to 30 s for SQLite's one write lock. At 5 s, a sign-in in the full test
+    # suite was refused now and then ("database is locked") while short transactions of the
+    # background writers (positions, alert rules, deliveries) kept taking the lock before it.
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
