@@ -43,7 +43,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -64,10 +63,17 @@ import httpx  # noqa: E402
 import websockets  # noqa: E402
 
 from bench.dispatch_officers import WorkerSpec, worker_main  # noqa: E402
+from bench.machine import (  # noqa: E402
+    code_tree,
+    cpu_seconds,
+    machine_times,
+    memory_mb,
+    summarize_profile,
+    wait_for_quiet,
+)
 from tests.support import POSTGRES_URL, REDIS_URL, ZhihuiProcess, start_zhihui  # noqa: E402
 
 CACHE = ROOT / "var" / "bench" / "dispatch"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_P99_MS = 50.0
 TARGET_POSITIONS_PER_S = 2000.0
 OFFICER_PREFIX = "bench-officer-"
@@ -77,31 +83,6 @@ PASSWORD = "bench-password-1"
 
 def log(message: str) -> None:
     print(f"[dispatch_load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# -- /proc (as bench/relay_load.py reads it) -------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + sys CPU seconds of a process (all its threads)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return {"rss": round(values.get("VmRSS", 0), 1), "peak": round(values.get("VmHWM", 0), 1)}
-
-
-def machine_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(fields[:8]) - fields[3] - fields[4], sum(fields[:8])
 
 
 def percentiles(values: list[float]) -> dict[str, float | int]:
@@ -115,29 +96,8 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     return {"p50": at(50), "p95": at(95), "p99": at(99), "max": round(ordered[-1], 2), "n": len(ordered)}
 
 
-def wait_for_quiet(limit_pct: float, max_wait: float, samples: int = 3) -> float:
-    """Wait (up to ``max_wait`` s) until the machine stays under ``limit_pct`` busy for ``samples``
-    2-s samples in a row; return the last sample (as bench/relay_load.py does)."""
-    deadline = time.monotonic() + max_wait
-    quiet = 0
-    while True:
-        busy0, total0 = machine_times()
-        time.sleep(2)
-        busy1, total1 = machine_times()
-        busy = 100 * (busy1 - busy0) / max(1, total1 - total0)
-        quiet = quiet + 1 if busy < limit_pct else 0
-        if quiet >= samples or time.monotonic() > deadline:
-            return round(busy, 1)
-        if not quiet:
-            log(f"the machine is {busy:.0f}% busy with other work: waiting")
-
-
 def tree() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
-
-    dirty = git("status", "--porcelain", "--", "dispatch_server", "zhihui").strip()
-    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_changes": bool(dirty)}
+    return code_tree("dispatch_server", "zhihui")
 
 
 class Window:
@@ -174,38 +134,6 @@ class Window:
         }
 
 
-def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
-    """Own and inclusive sample shares from py-spy's raw (collapsed) output."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
-            for f in stack.split(";")
-            if f
-        ]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            inclusive[name] += count
-
-    def share(count: int) -> float:
-        return round(100 * count / total, 1) if total else 0.0
-
-    return {
-        "samples": total,
-        "self_pct": [[name, share(c)] for name, c in own.most_common(top)],
-        "inclusive_pct": [[name, share(c)] for name, c in inclusive.most_common(top * 2)],
-    }
-
-
 @contextlib.asynccontextmanager
 async def profiling(folder: Path | None, name: str, pids: list[int], seconds: float) -> Any:
     """py-spy on each server process for ``seconds``; the summaries land in the yielded dict."""
@@ -231,7 +159,7 @@ async def profiling(folder: Path | None, name: str, pids: list[int], seconds: fl
         for path, process in runs:
             try:
                 await asyncio.wait_for(process.wait(), seconds + 30)
-                found[path.name] = {"file": str(path), **summarize_profile(path)}
+                found[path.name] = {"file": str(path), **summarize_profile(path, top=15)}
             except Exception as exc:
                 process.kill()
                 found[path.name] = {"error": repr(exc)}
@@ -781,7 +709,11 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"dispatch-load-{name}-"))
         try:
             with deployed(name, args, workdir) as deployment:
-                busy = wait_for_quiet(args.quiet_pct, args.quiet_wait) if args.quiet_wait > 0 else None
+                busy = (
+                    round(wait_for_quiet(args.quiet_pct, args.quiet_wait, log=log), 1)
+                    if args.quiet_wait > 0
+                    else None
+                )
                 line = asyncio.run(run_config(args, deployment))
                 line["machine_busy_before_pct"] = busy
             line["tree"] = tree()

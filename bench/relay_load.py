@@ -42,13 +42,20 @@ if str(ROOT) not in sys.path:
 import av  # noqa: E402
 import httpx  # noqa: E402
 
+from bench.machine import (  # noqa: E402
+    code_tree,
+    cpu_seconds,
+    machine_times,
+    memory_mb,
+    summarize_profile,
+    wait_for_quiet,
+)
 from bench.peers import WorkerSpec, match_frames, mean, percentile, worker_main  # noqa: E402
 from tests.support import LOOPBACK, free_port, start_relay_node, start_zhihui  # noqa: E402
 
 CLIP = Path("/work/shared/media/bodycam-720p15-vp8.webm")
 DEFAULT_CONFIGS = "zhihui:1,zhihui:4,zhihui:8,zhihui:16,zhihui:32,stock:1,stock:4"
 QUICK_CONFIGS = "zhihui:1,zhihui:2,stock:1"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def log(message: str) -> None:
@@ -58,56 +65,9 @@ def log(message: str) -> None:
 # -- /proc -----------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """user + sys CPU seconds of a process (all its threads)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return {"rss": round(values.get("VmRSS", 0), 1), "peak": round(values.get("VmHWM", 0), 1)}
-
-
-def machine_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    total = sum(fields[:8])
-    return total - idle, total
-
-
-def wait_for_quiet(limit_pct: float, max_wait: float, samples: int = 3) -> float:
-    """Wait (up to ``max_wait`` s) until the machine stays under ``limit_pct`` busy for ``samples``
-    2-s samples in a row; return the last sample."""
-    deadline = time.monotonic() + max_wait
-    quiet = 0
-    while True:
-        busy0, total0 = machine_times()
-        time.sleep(2)
-        busy1, total1 = machine_times()
-        busy = 100 * (busy1 - busy0) / max(1, total1 - total0)
-        quiet = quiet + 1 if busy < limit_pct else 0
-        if quiet >= samples or time.monotonic() > deadline:
-            return busy
-        if not quiet:
-            log(f"the machine is {busy:.0f}% busy with other work: waiting")
-
-
 def relay_tree() -> dict[str, Any]:
     """Which relay code ran: the commit, and whether its folders had uncommitted changes."""
-
-    def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-        return result.stdout.strip()
-
-    dirty = git("status", "--porcelain", "--", "media_relay", "zhihui", "dispatch_server")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_changes": bool(dirty)}
+    return code_tree("media_relay", "zhihui", "dispatch_server")
 
 
 # -- relays under test ---------------------------------------------------------------------------
@@ -382,35 +342,6 @@ def stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> 
 # -- profiling -----------------------------------------------------------------------------------
 
 
-def summarize_profile(path: Path, top: int = 20) -> dict[str, Any]:
-    """Self and inclusive sample shares from py-spy's raw (collapsed) output."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [
-            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].split("/")[-1] + ")"
-            for f in stack.split(";")
-            if f
-        ]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for name in set(frames):
-            inclusive[name] += count
-    share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
-    return {
-        "samples": total,
-        "self_pct": [[name, share(c)] for name, c in own.most_common(top)],
-        "inclusive_pct": [[name, share(c)] for name, c in inclusive.most_common(top * 2)],
-    }
-
-
 # -- one configuration ---------------------------------------------------------------------------
 
 
@@ -471,7 +402,7 @@ def _stats(values: list[float], digits: int = 1) -> dict[str, float | int | None
 
 async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"relay_load-{mode}-{n}-"))
-    busy_before = wait_for_quiet(args.quiet_pct, args.quiet_wait)
+    busy_before = wait_for_quiet(args.quiet_pct, args.quiet_wait, log=log)
     tree = relay_tree()
     log(f"{mode} N={n}: starting the relay in {workdir}")
     env = dict(item.split("=", 1) for item in args.relay_env)
