@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
@@ -138,12 +141,33 @@ class Database:
             yield session
 
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a writer waits for SQLite's one write lock. At 5 s, a sign-in in the full test suite
+was refused now and then ("database is locked") while short transactions of the background writers
+(positions, alert rules, deliveries) kept taking the lock before it."""
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _use_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
-    # A writer waits up to 30 s for SQLite's one write lock. At 5 s, a sign-in in the full test
-    # suite was refused now and then ("database is locked") while short transactions of the
-    # background writers (positions, alert rules, deliveries) kept taking the lock before it.
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (it stays so). Switching takes an exclusive lock and
+    SQLite answers "database is locked" at once, without the busy handler, when another
+    connection switches at the same moment (processes starting together on a new file): so
+    look first, and retry for as long as a writer would wait."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
