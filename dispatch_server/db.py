@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Dialect
@@ -22,7 +23,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base", "Database", "UtcDateTime", "load_models", "utcnow"]
+__all__ = ["Base", "Database", "UtcDateTime", "load_models", "to_the_end", "utcnow"]
+
+T = TypeVar("T")
 
 SCHEMA_LOCK_KEY = 0x5A48_4855_4901
 """PostgreSQL advisory lock held while the schema is migrated, so that several processes can
@@ -31,6 +34,23 @@ start at once on one database."""
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``, a unit of database work in a session of its own, to its end even if the
+    caller is cancelled meanwhile; the cancellation is raised after it.
+
+    Cancelled halfway through a statement, SQLAlchemy's asyncio adapter may give up the
+    connection without ending its transaction, and on SQLite that connection keeps the one write
+    lock until the garbage collector closes it: every other writer waits, for seconds or more (a
+    websocket's writer, cancelled as its officer disconnected while it marked a directive
+    delivered, kept sign-ins waiting past 15 s). So work that a disconnect can cancel runs here."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})  # its transaction ends before the caller goes on ending
+        raise
 
 
 class UtcDateTime(TypeDecorator[datetime]):

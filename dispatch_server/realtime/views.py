@@ -19,9 +19,11 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
 from dispatch_server.alerts import sos
+from dispatch_server.alerts.models import Alert
 from dispatch_server.alerts.schemas import AlertOut
 from dispatch_server.audit import service as audit
 from dispatch_server.context import Context
+from dispatch_server.db import to_the_end
 from dispatch_server.directives import service as directives
 from dispatch_server.errors import DomainError
 from dispatch_server.people.models import WATCH_ROLES, Person
@@ -29,6 +31,7 @@ from dispatch_server.people.schemas import UserOut
 from dispatch_server.positions import service as positions
 from dispatch_server.positions.recorder import PositionRecorder
 from dispatch_server.realtime import eventlog
+from dispatch_server.realtime.eventlog import LoggedEvent
 from dispatch_server.realtime.hub import Connection
 from dispatch_server.realtime.messages import (
     MAX_MESSAGE_BYTES,
@@ -203,7 +206,7 @@ def _actor(websocket: WebSocket, person: Person) -> audit.Actor:
 
 
 async def _acknowledge(websocket: WebSocket, context: Context, person: Person, directive_id: int) -> None:
-    try:
+    async def acknowledge() -> list[LoggedEvent]:
         async with context.db.sessions() as db_session:
             _directive, events = await directives.acknowledge(
                 db_session=db_session,
@@ -212,6 +215,10 @@ async def _acknowledge(websocket: WebSocket, context: Context, person: Person, d
                 actor=_actor(websocket, person),
                 now=_now(websocket),
             )
+        return events
+
+    try:
+        events = await to_the_end(acknowledge())
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
         return
@@ -222,9 +229,10 @@ async def _sos(websocket: WebSocket, context: Context, person: Person, message: 
     """An officer calls for help (R9): the alert reaches the command room and, as confirmation,
     this officer's own devices through the event log."""
     actor = _actor(websocket, person)
-    try:
+
+    async def raise_sos() -> tuple[Alert, list[LoggedEvent]]:
         async with context.db.sessions() as db_session:
-            alert, events = await sos.raise_sos(
+            return await sos.raise_sos(
                 db_session=db_session,
                 officer=person,
                 position=message.position,
@@ -232,6 +240,9 @@ async def _sos(websocket: WebSocket, context: Context, person: Person, message: 
                 now=_now(websocket),
                 actor=actor,
             )
+
+    try:
+        alert, events = await to_the_end(raise_sos())
     except DomainError as exc:
         await _send(websocket, ErrorMessage(message=exc.message))
         return
@@ -270,13 +281,7 @@ async def _write(
             connection.begin_read(log=read_log)
             page: list[EventMessage] = []
             if read_log:
-                async with context.db.sessions() as db_session:
-                    page = await eventlog.read_after(
-                        db_session=db_session,
-                        after=connection.cursor,
-                        channels=connection.channels,
-                        limit=PAGE,
-                    )
+                page = await to_the_end(_read_log(context, connection))
             for message in page:
                 await _send_event(websocket, context, connection, message)
                 assert message.event_id is not None
@@ -297,11 +302,22 @@ async def _send_event(
 ) -> None:
     await _send(websocket, message)
     if isinstance(message, DirectiveMessage):
-        async with context.db.sessions() as db_session:
-            events = await directives.mark_delivered(
-                db_session=db_session,
-                directive_id=message.directive.id,
-                person_id=connection.person_id,
-                now=_now(websocket),
-            )
+        directive_id, now = message.directive.id, _now(websocket)
+
+        async def mark_delivered() -> list[LoggedEvent]:
+            async with context.db.sessions() as db_session:
+                return await directives.mark_delivered(
+                    db_session=db_session, directive_id=directive_id, person_id=connection.person_id, now=now
+                )
+
+        # The writer is cancelled when its officer disconnects: the mark is made or not, never
+        # left halfway (see to_the_end).
+        events = await to_the_end(mark_delivered())
         await eventlog.publish(bus=context.bus, events=events)
+
+
+async def _read_log(context: Context, connection: Connection) -> list[EventMessage]:
+    async with context.db.sessions() as db_session:
+        return await eventlog.read_after(
+            db_session=db_session, after=connection.cursor, channels=connection.channels, limit=PAGE
+        )
