@@ -162,9 +162,10 @@ class Database:
 
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-"""How long a writer waits for SQLite's one write lock. At 5 s, a sign-in in the full test suite
-was refused now and then ("database is locked") while short transactions of the background writers
-(positions, alert rules, deliveries) kept taking the lock before it."""
+"""How long a writer waits for SQLite's one write lock. Every transaction that holds it is short,
+but many writers take turns (requests, positions, alert rules, deliveries, audit records) and a
+busy machine stretches each turn: 5 s was not always enough. (What once held the lock for far
+longer was a cancelled transaction: see :func:`to_the_end`.)"""
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
