@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base", "Database", "UtcDateTime", "load_models", "to_the_end", "utcnow"]
+__all__ = ["Base", "Database", "UnusableDatabase", "UtcDateTime", "load_models", "to_the_end", "utcnow"]
 
 T = TypeVar("T")
 
@@ -51,6 +51,10 @@ async def to_the_end(work: Coroutine[Any, Any, T]) -> T:
     except asyncio.CancelledError:
         await asyncio.wait({task})  # its transaction ends before the caller goes on ending
         raise
+
+
+class UnusableDatabase(Exception):
+    """The database cannot be used at all where the settings say it is (before any connection)."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -93,7 +97,13 @@ class Database:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(path).parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    raise UnusableDatabase(
+                        f"the folder {folder} for the SQLite database cannot be made: {error.strerror}"
+                    ) from error
         self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -78,7 +78,7 @@ def up(
     )
     settings = base.model_copy(update={"http": http})
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    admin_password, demo_rows = _run_migrating(_bootstrap(settings, demo))
+    admin_password, demo_rows = _run_db(_bootstrap(settings, demo))
 
     url = settings.public_url
     console.print("[bold]Zhihui 指挥[/bold] is starting")
@@ -162,7 +162,7 @@ def verify(
     settings = _settings()
     archive = root or settings.recording.root
     try:
-        plan = asyncio.run(
+        plan = _run_db(
             local.plan_verify(
                 settings,
                 root=archive,
@@ -195,7 +195,7 @@ def verify(
         def advance(stream_id: str, size: int) -> None:
             progress.update(task, description=stream_id, advance=size)
 
-        reports = asyncio.run(local.run_verify(settings, plan, progress=advance))
+        reports = _run_db(local.run_verify(settings, plan, progress=advance))
     _print_verify_reports(archive, reports, time.monotonic() - started)
     raise typer.Exit(0 if all(report.ok for report in reports) else 1)
 
@@ -317,7 +317,7 @@ def add_user(
         raise typer.Exit(2)
     settings = _settings()
     try:
-        person_id = asyncio.run(_add_user(settings, username, name or username, role, password))
+        person_id = _run_db(_add_user(settings, username, name or username, role, password))
     except DomainError as exc:
         console.print(f"[red]Not created: {exc.message}[/red]")
         raise typer.Exit(1) from None
@@ -370,7 +370,7 @@ def export(
     ) as bar:
         task = bar.add_task("export", total=1.0)
         try:
-            plan = asyncio.run(
+            plan = _run_db(
                 local.export_package(
                     settings,
                     stream_ids=list(stream or []),
@@ -417,7 +417,7 @@ def delete(
         raise typer.Exit(2)
     settings = _settings()
     try:
-        deletion = asyncio.run(local.delete_recording(settings, stream_id=stream_id, reason=reason))
+        deletion = _run_db(local.delete_recording(settings, stream_id=stream_id, reason=reason))
     except DomainError as error:
         console.print(f"[red]Not deleted: {error.message}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -433,15 +433,40 @@ db_app = typer.Typer(help="The database: its schema, and the role the app connec
 app.add_typer(db_app, name="db")
 
 
-def _run_migrating(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run what starts the database; a database it will not migrate is reported, exit code 1."""
+DATABASE_UNREACHABLE = 3
+"""Exit code of every command that needs the database when it cannot be reached."""
+
+
+def _run_db(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's database work. A database it will not migrate is reported (exit code 1), and
+    one it cannot reach (not running, wrong address, name or password, unreadable file) is
+    reported with where it was looked for (exit code 3): a message, never a traceback."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    from dispatch_server.db import UnusableDatabase
     from dispatch_server.migrations import SchemaError
 
     try:
         return asyncio.run(coroutine)
+    except UnusableDatabase as error:
+        console.print(f"[red]Could not use the database: {error}[/red]", soft_wrap=True)
+        raise typer.Exit(DATABASE_UNREACHABLE) from None
     except SchemaError as error:
         console.print(f"[red]{error}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
+    except (DBAPIError, ConnectionError, TimeoutError, socket.gaierror) as error:
+        settings = _settings()
+        where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        reason = str(error.orig if isinstance(error, DBAPIError) else error).splitlines()[0]
+        console.print(
+            f"[red]Could not use the database at {where}: {reason}[/red]\n"
+            "Is it running, and is database_url (ZHIHUI_DATABASE_URL) right?",
+            soft_wrap=True,
+        )
+        raise typer.Exit(DATABASE_UNREACHABLE) from None
 
 
 async def _schema_revision(settings: Settings, upgrade: bool) -> tuple[str | None, str | None, str]:
@@ -463,7 +488,7 @@ def upgrade_database() -> None:
     """Bring the schema to this Zhihui's newest revision (``zhihui up`` does it too). On PostgreSQL
     with an app role of its own, run it as the schema's owner before starting a new version."""
     settings = _settings()
-    before, after, _ = _run_migrating(_schema_revision(settings, upgrade=True))
+    before, after, _ = _run_db(_schema_revision(settings, upgrade=True))
     where = settings.effective_database_url.split("@")[-1]
     if before == after:
         said = f"The schema in {where} is at revision {after}, the newest: nothing to do."
@@ -477,7 +502,7 @@ def current_database() -> None:
     """Show the schema's revision and this Zhihui's newest. Exit code 0: up to date; 1: behind (or
     empty, or made before migrations)."""
     settings = _settings()
-    _, current, newest = _run_migrating(_schema_revision(settings, upgrade=False))
+    _, current, newest = _run_db(_schema_revision(settings, upgrade=False))
     if current == newest:
         console.print(f"Revision {current}, the newest.")
         return
@@ -534,7 +559,7 @@ def setup_database(
     administrator's role), and make the app's own role ready. Again after an upgrade. Idempotent."""
     settings = _settings()
     try:
-        _run_migrating(_setup_database(settings, app_role))
+        _run_db(_setup_database(settings, app_role))
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(1) from None
@@ -570,7 +595,7 @@ def redact(
     ) as bar:
         task = bar.add_task("redact", total=1.0)
         try:
-            redaction_id, built = asyncio.run(
+            redaction_id, built = _run_db(
                 redaction.redact_locally(
                     settings,
                     stream_id=stream,

@@ -1,12 +1,16 @@
-"""``zhihui up``: embedded defaults, no built-in password, URLs printed (issue 2, R17, R18)."""
+"""``zhihui up``: embedded defaults, no built-in password, URLs printed (issue 2, R17, R18); every
+command that needs the database says so plainly when it cannot reach it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support import login, running_zhihui
+from tests.support import login, run_zhihui, running_zhihui, zhihui_env
 
 
 def test_first_start_creates_an_admin_with_a_password_shown_once(workdir: Path) -> None:
@@ -69,3 +73,45 @@ def test_pages_and_api_docs_are_served(workdir: Path) -> None:
             response = httpx.get(zhihui.base_url + path)
             assert response.status_code == 200, path
             assert marker.lower() in response.text.lower(), path
+
+
+DATABASE_COMMANDS = [
+    ("up",),
+    ("db", "current"),
+    ("db", "upgrade"),
+    ("verify", "--all"),
+    ("export", "--stream", "s1", "--out", "package.zip"),
+    ("delete", "s1", "--reason", "test"),
+    ("redact", "--stream", "s1", "--out", "redacted.webm"),
+    ("user", "add", "li", "--role", "commander"),
+]
+
+
+@pytest.mark.parametrize("args", DATABASE_COMMANDS, ids=" ".join)
+def test_a_database_that_cannot_be_reached_is_a_message_not_a_traceback(
+    workdir: Path, args: tuple[str, ...]
+) -> None:
+    """Nothing listens on port 1 of the loopback: every command that needs the database says where
+    it looked and why it failed (exit code 3), and never shows the password or a traceback."""
+    url = "postgresql://zhihui:s3cret@127.0.0.1:1/zhihui"
+    ran = subprocess.run(
+        [sys.executable, "-m", "zhihui.cli", *args],
+        cwd=workdir,
+        env=zhihui_env(workdir, ZHIHUI_DATABASE_URL=url),
+        input="a-long-password\na-long-password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 3, output
+    assert "Could not use the database at postgresql+asyncpg://zhihui:***@127.0.0.1:1/zhihui" in output
+    assert "Traceback" not in output and "s3cret" not in output
+
+
+def test_a_sqlite_folder_that_cannot_be_made_is_a_message(workdir: Path) -> None:
+    (workdir / "blocker").write_text("a file, not a folder")
+    ran = run_zhihui(workdir, "db", "current", ZHIHUI_DATABASE_URL=f"sqlite:///{workdir}/blocker/var/z.db")
+    assert ran.returncode == 3, ran.stdout + ran.stderr
+    assert "for the SQLite database cannot be made" in ran.stdout
+    assert "Traceback" not in ran.stdout + ran.stderr
