@@ -28,6 +28,8 @@ class Officer:
         self.auto_ack = auto_ack
         self.pending: dict[int, dict[str, Any]] = {}
         self.acknowledged: set[int] = set()
+        self.position: Fix | None = None
+        """The last position reported, sent with an SOS."""
 
     async def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
@@ -47,6 +49,12 @@ class Officer:
                 await self.acknowledge(directive["id"])
             else:
                 console.print("Press Enter to acknowledge 确认.")
+        elif kind == "alert" and message["alert"].get("kind") == "sos":
+            alert = message["alert"]
+            state = "acknowledged by the command room" if alert.get("acknowledged_at") else "open"
+            if alert.get("resolved_at"):
+                state = "resolved"
+            console.print(f"[bold red]SOS 求助 #{alert['id']}[/bold red]: {state}")
         elif kind == "error":
             console.print(f"[red]Dispatch: {message.get('message')}[/red]")
 
@@ -61,6 +69,16 @@ class Officer:
         self.acknowledged.add(directive_id)
         console.print(f"[green]Acknowledged directive #{directive_id}[/green]")
 
+    async def call_for_help(self, note: str = "") -> None:
+        """Raise an SOS (R9) with the last position reported; the command room sees it at once."""
+        try:
+            alert = await self.client.sos(note, self.position)
+        except DispatchError as exc:
+            console.print(f"[red]SOS not sent: {exc}. Try again, or call the command room.[/red]")
+            return
+        where = " with your position" if self.position is not None else ""
+        console.print(f"[bold red]SOS 求助 #{alert['id']} sent{where}[/bold red]: the command room is told.")
+
 
 async def _listen(client: DispatchClient, officer: Officer) -> None:
     try:
@@ -69,11 +87,13 @@ async def _listen(client: DispatchClient, officer: Officer) -> None:
         console.print(f"[red]Signed out of dispatch ({exc}): directives stop; start again to sign in.[/red]")
 
 
-async def _report_positions(client: DispatchClient, start: Fix, walk: bool, every: float) -> None:
+async def _report_positions(officer: Officer, start: Fix, walk: bool, every: float) -> None:
     """Send the position every ``every`` seconds: fixed, or walking from ``start``."""
+    client = officer.client
     walker = Walk(start) if walk else None
     while True:
         fix = walker.step(every) if walker is not None else start
+        officer.position = fix
         try:
             await client.send_position(fix)
         except SignedOut:
@@ -91,7 +111,11 @@ async def _keyboard(officer: Officer) -> None:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if not line:
             return
-        await officer.acknowledge()
+        command, _, note = line.strip().partition(" ")
+        if command.lower() == "sos":
+            await officer.call_for_help(note.strip())
+        else:
+            await officer.acknowledge()
 
 
 async def run(
@@ -106,6 +130,7 @@ async def run(
     position: Fix | None = None,
     walk: bool = False,
     position_every: float = 5.0,
+    sos: str | None = None,
 ) -> None:
     client = DispatchClient(server)
     publisher: WhipPublisher | None = None
@@ -118,10 +143,14 @@ async def run(
         await publisher.start(video, audio)
         console.print(f"[green]Publishing[/green] stream {grant.stream_id} from {source}")
         officer = Officer(client, auto_ack)
+        officer.position = position
         tasks.append(asyncio.create_task(_listen(client, officer)))
         if position is not None:
-            tasks.append(asyncio.create_task(_report_positions(client, position, walk, position_every)))
-        if not auto_ack and sys.stdin.isatty():
+            tasks.append(asyncio.create_task(_report_positions(officer, position, walk, position_every)))
+        if sos is not None:
+            await officer.call_for_help(sos)
+        if sys.stdin.isatty():
+            console.print("Type [bold]sos[/bold] (and a few words) then Enter to call for help 求助.")
             tasks.append(asyncio.create_task(_keyboard(officer)))
         if duration is None:
             await asyncio.Event().wait()
@@ -165,9 +194,17 @@ def main(
         bool, typer.Option(help="Simulate a walk from --position (a demo for the wall), at 1.4 m/s.")
     ] = False,
     position_every: Annotated[float, typer.Option(min=1.0, help="Seconds between position reports.")] = 5.0,
+    sos: Annotated[
+        str | None,
+        typer.Option(
+            help="Call for help as soon as signed in, with this note (and --position if given); "
+            "at the keyboard, type 'sos' then Enter."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Log details.")] = False,
 ) -> None:
-    """Sign in, publish over WHIP, and show directives until stopped (Ctrl+C)."""
+    """Sign in, publish over WHIP, and show directives until stopped (Ctrl+C). At the keyboard,
+    Enter acknowledges the oldest directive and 'sos <note>' calls for help (R9)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     try:
         start = parse_position(position) if position is not None else None
@@ -189,6 +226,7 @@ def main(
                 position=start,
                 walk=walk,
                 position_every=position_every,
+                sos=sos,
             )
         )
     except (DispatchError, WhipError, ValueError, RuntimeError) as exc:

@@ -151,6 +151,18 @@ class DispatchClient:
             return {"id": directive_id}
         return await self._request("POST", f"/api/directives/{directive_id}/ack")  # type: ignore[no-any-return]
 
+    async def sos(self, note: str = "", position: Fix | None = None) -> dict[str, Any]:
+        """Call for help (R9): a critical alert for the command room, with where the officer is if
+        known. An SOS of this officer that is open already is answered with that one."""
+        body: dict[str, Any] = {"note": note[:500]}
+        if position is not None:
+            body["position"] = {
+                "latitude": round(position.latitude, 7),
+                "longitude": round(position.longitude, 7),
+                "accuracy_m": position.accuracy_m,
+            }
+        return await self._request("POST", "/api/alerts/sos", json=body)  # type: ignore[no-any-return]
+
     async def send_position(self, fix: Fix) -> None:
         """Report where the officer is (R9): over the websocket when it is open (refusals come back
         on it as ``error`` messages), else by REST. Stored by the server within a second. Without
