@@ -1,5 +1,5 @@
 // The field officer's mobile page: stream the camera, receive, acknowledge and report directives
-// done, call SOS.
+// done, call SOS, share the phone's position.
 
 import { api, connectEvents } from "./api.js";
 import {
@@ -11,6 +11,7 @@ import {
   targetFor,
   TargetState,
 } from "./directives.js";
+import { PositionReporter } from "./position.js";
 import { Publisher, StreamState } from "./publisher.js";
 import { SosButton } from "./sos.js";
 import {
@@ -41,6 +42,7 @@ const page = {
   wasConnected: false,
   publisher: null,
   sos: null, // SosButton
+  position: null, // PositionReporter
   directives: new Map(), // directive id -> directive
   fresh: new Set(), // ids that arrived while the page was open and are not acknowledged yet
   acking: new Set(), // ids whose POST .../ack is on its way (button disabled)
@@ -330,6 +332,7 @@ function start(user) {
   page.user = user;
   showView(user);
   page.events = connectEvents(onEvent, onStatus);
+  page.position.start();
   loadDirectives().catch((error) => showMessage(`Directives: ${errorText(error)}`));
   clearInterval(page.ticker);
   page.ticker = setInterval(refreshDeadlines, 1000);
@@ -339,6 +342,7 @@ function start(user) {
 function suspend() {
   page.events?.close();
   page.events = null;
+  page.position.stop();
   page.wasConnected = false;
   clearInterval(page.ticker);
   page.directives.clear();
@@ -358,7 +362,15 @@ function stop() {
 
 function init() {
   page.publisher = new Publisher($("preview"), showStreamState);
-  page.sos = new SosButton({ button: $("sos"), state: $("sos-state") });
+  page.position = new PositionReporter({
+    send: (message) => Boolean(page.events && page.events.send(message)),
+    state: $("position-state"),
+  });
+  page.sos = new SosButton({
+    button: $("sos"),
+    state: $("sos-state"),
+    knownPosition: () => page.position.recent(),
+  });
   showStreamState(StreamState.IDLE);
   $("start-stream").addEventListener("click", () => {
     clearMessage();

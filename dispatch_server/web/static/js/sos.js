@@ -40,9 +40,11 @@ export function describeSos(alert) {
 }
 
 export class SosButton {
-  constructor({ button, state }) {
+  /** ``knownPosition()`` gives a recent position at once, or null: then the phone is asked. */
+  constructor({ button, state, knownPosition = () => null }) {
     this.button = button;
     this.state = state;
+    this.knownPosition = knownPosition;
     this.alertId = null;
     button.addEventListener("click", () => this.press());
   }
@@ -51,7 +53,7 @@ export class SosButton {
     this.button.disabled = true;
     this.show("Sending SOS… 正在发送", "sending");
     try {
-      const position = await currentPosition();
+      const position = this.knownPosition() ?? (await currentPosition());
       const alert = await api("/api/alerts/sos", { method: "POST", body: position ? { position } : {} });
       this.update(alert);
     } catch (error) {
