@@ -1,7 +1,8 @@
 """Escalation on the wall in a real headless Chromium (R5, R6): a commander escalates an open
 incident to the leader on duty with a reason; the leader's wall shows it at once, prominently,
 with its package at a glance, and the leader acknowledges receipt from there. Escalated to the
-upper court, the observer's wall shows it too, with the incident now shared with it."""
+upper court, the observer's wall shows it too, with the incident now shared with it, and follows
+the incident's streams as they come and go."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from playwright.async_api import Browser, Page
 
 from tests.browser.conftest import sign_in
 from tests.conftest import ApiClient
+from tests.media import publishing
 from tests.support import ZhihuiProcess
 
 PASSWORD = "a-long-password"
@@ -114,3 +116,33 @@ async def test_a_commander_escalates_an_incident_and_the_recipients_walls_show_i
             await page.context.close()
     for _page, errors in pages:
         assert not errors, f"uncaught errors in the page: {errors}"
+
+
+async def test_an_observers_wall_follows_the_streams_of_its_shared_incident(
+    zhihui: ZhihuiProcess, browser: Browser, commander: ApiClient, officer2: ApiClient
+) -> None:
+    """R6: the upper court watches a shared incident live: a stream that starts after its wall opened
+    appears on it, and goes when it ends (the wall looks again every few seconds)."""
+    observer = _person(zhihui, "upper_observer")
+    opened = commander.http.post(
+        "/api/incidents",
+        json={"kind": "major", "title": f"Eviction {secrets.token_hex(2)}", "officer_ids": [officer2.id]},
+    )
+    assert opened.status_code == 201, opened.text
+    incident_id = opened.json()["id"]
+    shared = commander.http.post(
+        f"/api/incidents/{incident_id}/escalations",
+        json={"target": "upper_court", "reason": "Watch with us", "observer_id": observer.id},
+    )
+    assert shared.status_code == 201, shared.text
+    upper, errors = await _wall(browser, zhihui, observer.user["username"], PASSWORD)  # type: ignore[arg-type]
+    try:
+        await upper.locator(f'.incident[data-incident-id="{incident_id}"]').wait_for()
+        async with publishing(zhihui, "officer2") as live:
+            tile = upper.locator(f'.tile[data-stream-id="{live.stream_id}"]')
+            await tile.wait_for(timeout=15000)
+        await tile.wait_for(state="detached", timeout=15000)
+    finally:
+        await upper.context.close()
+        commander.http.patch(f"/api/incidents/{incident_id}", json={"status": "closed"})
+    assert not errors, f"uncaught errors in the page: {errors}"

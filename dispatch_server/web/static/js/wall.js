@@ -26,6 +26,9 @@ const SENDER_ROLES = new Set(["commander", "leader", "admin"]);
 const WATCH_ROLES = new Set(["commander", "leader", "duty_officer", "admin"]);
 const DIRECTIVES_SHOWN = 50;
 const PEOPLE_REFRESH_DELAY_MS = 1000;
+/** An upper-court observer gets no pushes when the streams of its shared incidents come and go (the
+ * command channel is this court's): its wall looks again this often. */
+const SHARED_STREAMS_EVERY_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -39,6 +42,7 @@ const page = {
   changedDirectiveId: null,
   ticker: null,
   peopleTimer: null,
+  sharedStreamsTimer: null,
   alerts: null, // AlertPanel
   incidents: null, // IncidentPanel
   escalations: null, // EscalationPanel
@@ -419,6 +423,11 @@ function start(user) {
     refreshDeadlines();
     refreshPositions();
   }, 1000);
+  if (!isWatcher()) {
+    page.sharedStreamsTimer = setInterval(() => {
+      if (page.events?.isReady()) loadStreams().catch((error) => showMessage(`Streams: ${errorText(error)}`));
+    }, SHARED_STREAMS_EVERY_MS);
+  }
 }
 
 function stop() {
@@ -426,6 +435,7 @@ function stop() {
   page.events = null;
   page.wasConnected = false;
   clearInterval(page.ticker);
+  clearInterval(page.sharedStreamsTimer);
   clearTimeout(page.peopleTimer);
   removeAllStreams();
   page.alerts.clear();
