@@ -12,6 +12,7 @@ from dispatch_server.escalation.models import EscalationLevel, EscalationTarget
 from dispatch_server.ids import Id
 from dispatch_server.incidents.models import IncidentKind, IncidentStatus
 from dispatch_server.incidents.schemas import TimelineEntryOut
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 
@@ -130,8 +131,4 @@ class IncidentEscalationOut(BaseModel):
     _package = field_validator("package", mode="before")(_parsed)
 
 
-class IncidentEscalationPage(BaseModel):
-    items: list[IncidentEscalationOut]
-    total: int = Field(description="How many there are, over all pages.")
-    limit: int
-    offset: int
+class IncidentEscalationPage(Page[IncidentEscalationOut]): ...

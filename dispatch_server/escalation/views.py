@@ -17,7 +17,8 @@ from dispatch_server.escalation.schemas import (
     IncidentEscalationOut,
     IncidentEscalationPage,
 )
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import WATCH_ROLES, Person
 from dispatch_server.realtime import eventlog
 
@@ -28,21 +29,20 @@ Escalator = Annotated[Person, Depends(require_roles(*manual.ESCALATE_ROLES))]
 Reader = Annotated[Person, Depends(require_roles(*manual.READ_ROLES))]
 
 
-def _page(items: list[IncidentEscalationOut], total: int, limit: int, offset: int) -> IncidentEscalationPage:
-    return IncidentEscalationPage(items=items, total=total, limit=limit, offset=offset)
-
-
 @router.get("", response_model=list[EscalationOut], summary="Escalations, newest first, a page at a time")
 async def list_escalations(
     db_session: DbSession,
     _user: Annotated[Person, Depends(require_roles(*WATCH_ROLES))],
+    page: Paging,
     incident_id: Id | None = None,
     directive_id: Id | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> list[EscalationOut]:
     rows = await service.list_escalations(
-        db_session=db_session, incident_id=incident_id, directive_id=directive_id, limit=limit, offset=offset
+        db_session=db_session,
+        incident_id=incident_id,
+        directive_id=directive_id,
+        limit=page.limit,
+        offset=page.offset,
     )
     return [EscalationOut.model_validate(row) for row in rows]
 
@@ -55,14 +55,13 @@ async def list_escalations(
 async def list_received(
     db_session: DbSession,
     user: Reader,
+    page: Paging,
     pending: Annotated[bool, Query(description="Only those I have not acknowledged yet.")] = False,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> IncidentEscalationPage:
     items, total = await manual.list_received(
-        db_session=db_session, person=user, pending=pending, limit=limit, offset=offset
+        db_session=db_session, person=user, pending=pending, limit=page.limit, offset=page.offset
     )
-    return _page([IncidentEscalationOut.model_validate(e) for e in items], total, limit, offset)
+    return IncidentEscalationPage.of([IncidentEscalationOut.model_validate(e) for e in items], total, page)
 
 
 @incident_router.post(
@@ -106,13 +105,12 @@ async def list_for_incident(
     incident_id: Id,
     db_session: DbSession,
     user: Reader,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
+    page: Paging,
 ) -> IncidentEscalationPage:
     items, total = await manual.list_for_incident(
-        db_session=db_session, person=user, incident_id=incident_id, limit=limit, offset=offset
+        db_session=db_session, person=user, incident_id=incident_id, limit=page.limit, offset=page.offset
     )
-    return _page([IncidentEscalationOut.model_validate(e) for e in items], total, limit, offset)
+    return IncidentEscalationPage.of([IncidentEscalationOut.model_validate(e) for e in items], total, page)
 
 
 @incident_router.post(

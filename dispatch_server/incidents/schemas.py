@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch_server.ids import Id
 from dispatch_server.incidents.models import IncidentKind, IncidentStatus, TimelineKind
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 
@@ -51,11 +52,7 @@ class IncidentOut(BaseModel):
     officers: list[UserOut]
 
 
-class IncidentPage(BaseModel):
-    items: list[IncidentOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class IncidentPage(Page[IncidentOut]): ...
 
 
 class PeopleIn(BaseModel):

@@ -28,6 +28,7 @@ from dispatch_server.incidents.schemas import (
     TimelineEntryOut,
     TimelinePage,
 )
+from dispatch_server.paging import Paging
 from dispatch_server.people.models import COMMAND_ROLES, Person, Role
 from dispatch_server.people.schemas import UserOut
 
@@ -94,13 +95,12 @@ async def open_incident(
 async def list_incidents(
     db_session: DbSession,
     user: Reader,
+    page: Paging,
     status: IncidentStatus | None = None,
     kind: IncidentKind | None = None,
     case_number: Annotated[str | None, Query(max_length=64)] = None,
     officer_id: Annotated[Id | None, Query(description="Only incidents this officer is on.")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Words in the title or place.")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[Count, Query()] = 0,
 ) -> IncidentPage:
     items, total = await service.list_visible(
         db_session=db_session,
@@ -110,12 +110,10 @@ async def list_incidents(
         case_number=case_number,
         officer_id=officer_id,
         text=q,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
-    return IncidentPage(
-        items=[IncidentOut.model_validate(i) for i in items], total=total, limit=limit, offset=offset
-    )
+    return IncidentPage.of([IncidentOut.model_validate(i) for i in items], total, page)
 
 
 @router.get("/{incident_id}", response_model=IncidentOut, summary="One incident")

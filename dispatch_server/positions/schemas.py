@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from dispatch_server.ids import Id
+from dispatch_server.paging import Page
 from dispatch_server.people.schemas import UserOut
 
 MAX_ACCURACY_M = 100_000.0
@@ -68,18 +69,10 @@ class LatestPositionOut(PositionOut):
     person: UserOut
 
 
-class LatestPositionPage(BaseModel):
-    items: list[LatestPositionOut]
-    total: int = Field(description="How many match the filters, over all pages.")
-    limit: int
-    offset: int
+class LatestPositionPage(Page[LatestPositionOut]): ...
 
 
-class TrackPage(BaseModel):
+class TrackPage(Page[PositionOut]):
     """A person's fixes in a time range, oldest first."""
 
     person_id: int
-    items: list[PositionOut]
-    total: int = Field(description="How many fixes the range holds, over all pages.")
-    limit: int
-    offset: int

@@ -12,7 +12,8 @@ from dispatch_server.audit import service as audit
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.views import actor_of
 from dispatch_server.auth.deps import DbSession, Now, require_roles
-from dispatch_server.ids import Count, Id
+from dispatch_server.ids import Id
+from dispatch_server.paging import PageQuery, page_query
 from dispatch_server.people.models import Person
 from dispatch_server.people.schemas import UserOut
 from dispatch_server.positions import service
@@ -90,13 +91,12 @@ async def report_batch(
 async def latest(
     db_session: DbSession,
     _user: Reader,
+    page: Annotated[PageQuery, Depends(page_query(default=200, maximum=1000))],
     incident_id: Annotated[Id | None, Query(description="Only the officers on this incident.")] = None,
     unit_id: Annotated[Id | None, Query(description="Only people of this unit or its sub-units.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[Count, Query()] = 0,
 ) -> LatestPositionPage:
     rows, total = await service.latest(
-        db_session=db_session, incident_id=incident_id, unit_id=unit_id, limit=limit, offset=offset
+        db_session=db_session, incident_id=incident_id, unit_id=unit_id, limit=page.limit, offset=page.offset
     )
     items = [
         LatestPositionOut(
@@ -104,7 +104,7 @@ async def latest(
         )
         for last, person in rows
     ]
-    return LatestPositionPage(items=items, total=total, limit=limit, offset=offset)
+    return LatestPositionPage.of(items, total, page)
 
 
 @router.get(
@@ -117,13 +117,17 @@ async def track(
     request: Request,
     db_session: DbSession,
     user: Reader,
+    page: Annotated[PageQuery, Depends(page_query(default=1000, maximum=5000))],
     since: Annotated[AwareDatetime | None, Query(description="From this time on (with its zone).")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Before this time (with its zone).")] = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    offset: Annotated[Count, Query()] = 0,
 ) -> TrackPage:
     fixes, total = await service.track(
-        db_session=db_session, person_id=person_id, since=since, until=until, limit=limit, offset=offset
+        db_session=db_session,
+        person_id=person_id,
+        since=since,
+        until=until,
+        limit=page.limit,
+        offset=page.offset,
     )
     await audit.record(
         db_session=db_session,
@@ -134,7 +138,7 @@ async def track(
         detail={
             "since": since.isoformat() if since else None,
             "until": until.isoformat() if until else None,
-            "offset": offset,
+            "offset": page.offset,
             "returned": len(fixes),
         },
     )
@@ -143,6 +147,6 @@ async def track(
         person_id=person_id,
         items=[PositionOut.model_validate(fix) for fix in fixes],
         total=total,
-        limit=limit,
-        offset=offset,
+        limit=page.limit,
+        offset=page.offset,
     )
