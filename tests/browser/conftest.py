@@ -5,8 +5,10 @@ Outside CI a machine without Chromium skips these tests; in CI (``CI=true``) it 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
@@ -43,18 +45,28 @@ async def browser() -> AsyncIterator[Browser]:
             await browser.close()
 
 
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(
-        permissions=["camera", "microphone"], viewport={"width": 1400, "height": 900}
-    )
+@contextlib.asynccontextmanager
+async def new_page(browser: Browser, **context_options: Any) -> AsyncIterator[Page]:
+    """A page in a browser context of its own (``context_options``: Playwright's ``new_context``);
+    an uncaught error in the page fails the test when it closes."""
+    context = await browser.new_context(**context_options)
     page = await context.new_page()
     page.set_default_timeout(15000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    await context.close()
+    try:
+        yield page
+    finally:
+        await context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    async with new_page(
+        browser, permissions=["camera", "microphone"], viewport={"width": 1400, "height": 900}
+    ) as page:
+        yield page
 
 
 async def sign_in(page: Page, url: str, username: str, password: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import new_page, sign_in
 from tests.conftest import ApiClient
 from tests.support import ZhihuiProcess
 
@@ -22,14 +22,8 @@ MOVED = {"latitude": 31.2314, "longitude": 121.4737, "accuracy": 8}  # ~110 m no
 
 @pytest.fixture
 async def located_page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(permissions=["geolocation"], geolocation=START)
-    page = await context.new_page()
-    page.set_default_timeout(15000)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    await context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    async with new_page(browser, permissions=["geolocation"], geolocation=START) as page:
+        yield page
 
 
 async def _latest(commander: ApiClient, person_id: int, latitude: float) -> dict[str, Any] | None:
