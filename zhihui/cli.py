@@ -151,7 +151,7 @@ def verify(
     """Check recordings (R2): rehash every segment, walk each manifest's hash chain, and compare each
     manifest with the catalog. Lawfully deleted segments are listed, not reported. Audited.
 
-    Exit code 0: intact. 1: something is wrong (each problem is listed). 2: bad usage.
+    Exit code 0: intact. 1: something is wrong (each problem is listed). 2: bad usage. 3: no database.
     """
     from dispatch_server.archive import local
     from dispatch_server.errors import NotFound
