@@ -32,6 +32,7 @@ __all__ = [
     "list_events",
     "record",
     "record_committed",
+    "record_success",
     "row_hash",
     "verify_chain",
 ]
@@ -136,6 +137,25 @@ async def record(
         .execution_options(synchronize_session=False)
     )
     return event
+
+
+async def record_success(
+    db_session: AsyncSession,
+    actor: Actor,
+    action: AuditAction,
+    object: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit what ``actor`` did, a success, in the caller's transaction: it counts once the caller
+    commits that, with the change it audits."""
+    await record(
+        db_session=db_session,
+        action=action,
+        outcome=Outcome.SUCCESS,
+        actor=actor,
+        object=object,
+        detail=detail,
+    )
 
 
 async def record_committed(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.audit import service
 from dispatch_server.audit.models import AuditAction, Outcome
 from dispatch_server.audit.schemas import AuditEventOut, AuditPage, ChainProblemOut, ChainReportOut
+from dispatch_server.audit.service import record_success
 from dispatch_server.auth.deps import Ctx, CurrentUser, DbSession
 from dispatch_server.errors import Forbidden
 from dispatch_server.ids import BigId, Id
@@ -32,25 +31,6 @@ def client_address(request: Request) -> str:
 def actor_of(user: Person, request: Request) -> service.Actor:
     return service.Actor(
         person_id=user.id, name=user.username, role=user.role.value, source=client_address(request)
-    )
-
-
-async def record_success(
-    db_session: AsyncSession,
-    actor: service.Actor,
-    action: AuditAction,
-    object: str,
-    detail: Mapping[str, Any] | None = None,
-) -> None:
-    """Audit what ``actor`` did, a success, in the request's transaction: it counts once the caller
-    commits that, with the change it audits."""
-    await service.record(
-        db_session=db_session,
-        action=action,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail=detail,
     )
 
 

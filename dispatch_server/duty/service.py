@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch_server.audit import service as audit
-from dispatch_server.audit.models import AuditAction, Outcome
+from dispatch_server.audit.models import AuditAction
 from dispatch_server.duty import calendar
 from dispatch_server.duty.models import (
     Shift,
@@ -141,14 +141,7 @@ async def finish(
     detail: dict[str, Any],
     events: list[LoggedEvent],
 ) -> list[LoggedEvent]:
-    await audit.record(
-        db_session=db_session,
-        action=action,
-        outcome=Outcome.SUCCESS,
-        actor=actor,
-        object=object,
-        detail=detail,
-    )
+    await audit.record_success(db_session, actor, action, object, detail)
     logged = await eventlog.record(db_session=db_session, events=events)
     await db_session.commit()
     return logged
