@@ -155,12 +155,9 @@ class DispatchClient:
         """Call for help (R9): a critical alert for the command room, with where the officer is if
         known. An SOS of this officer that is open already is answered with that one."""
         body: dict[str, Any] = {"note": note[:500]}
-        if position is not None:
-            body["position"] = {
-                "latitude": round(position.latitude, 7),
-                "longitude": round(position.longitude, 7),
-                "accuracy_m": position.accuracy_m,
-            }
+        if position is not None:  # an SOS takes where, not when, heading or speed
+            report = position.report()
+            body["position"] = {key: report[key] for key in ("latitude", "longitude", "accuracy_m")}
         return await self._request("POST", "/api/alerts/sos", json=body)  # type: ignore[no-any-return]
 
     async def send_position(self, fix: Fix) -> None:
