@@ -92,14 +92,15 @@ def zhihui_env(workdir: Path, **extra: str) -> dict[str, str]:
 
 
 def run_zhihui(
-    workdir: Path, *args: str, timeout: float = 60, **env: str
+    workdir: Path, *args: str, timeout: float = 60, input: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """``zhihui <args>`` run to its end in ``workdir`` (environment: :func:`zhihui_env` and
-    ``env``), its output captured as text."""
+    ``env``; standard input: ``input``), its output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "zhihui.cli", *args],
         cwd=workdir,
         env=zhihui_env(workdir, **env),
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import secrets
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import ApiClient
-from tests.support import ZhihuiProcess, login, running_zhihui, zhihui_env
+from tests.support import ZhihuiProcess, login, run_zhihui, running_zhihui
 
 ROLES = ("field_officer", "duty_officer", "commander", "leader", "upper_observer", "external", "admin")
 COLUMNS = ("anonymous", *ROLES)
@@ -458,25 +457,10 @@ MATRIX: dict[tuple[str, str], Row] = {
 def _user_add(
     zhihui: ZhihuiProcess, username: str, role: str, password: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zhihui.cli",
-            "user",
-            "add",
-            username,
-            "--role",
-            role,
-            "--name",
-            username.title(),
-        ],
-        cwd=zhihui.workdir,
-        env=zhihui_env(zhihui.workdir),
+    return run_zhihui(
+        zhihui.workdir,
+        *("user", "add", username, "--role", role, "--name", username.title()),
         input=f"{password}\n{password}\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
 
 

@@ -3,14 +3,12 @@ command that needs the database says so plainly when it cannot reach it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import login, run_zhihui, running_zhihui, zhihui_env
+from tests.support import login, run_zhihui, running_zhihui
 
 
 def test_first_start_creates_an_admin_with_a_password_shown_once(workdir: Path) -> None:
@@ -94,15 +92,7 @@ def test_a_database_that_cannot_be_reached_is_a_message_not_a_traceback(
     """Nothing listens on port 1 of the loopback: every command that needs the database says where
     it looked and why it failed (exit code 3), and never shows the password or a traceback."""
     url = "postgresql://zhihui:s3cret@127.0.0.1:1/zhihui"
-    ran = subprocess.run(
-        [sys.executable, "-m", "zhihui.cli", *args],
-        cwd=workdir,
-        env=zhihui_env(workdir, ZHIHUI_DATABASE_URL=url),
-        input="a-long-password\na-long-password\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ran = run_zhihui(workdir, *args, input="a-long-password\na-long-password\n", ZHIHUI_DATABASE_URL=url)
     output = ran.stdout + ran.stderr
     assert ran.returncode == 3, output
     assert "Could not use the database at postgresql+asyncpg://zhihui:***@127.0.0.1:1/zhihui" in output
