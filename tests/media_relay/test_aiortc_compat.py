@@ -132,3 +132,85 @@ async def test_eager_run_finishes_at_once_or_hands_a_real_wait_to_a_task() -> No
     assert done == ["quick"]
     await asyncio.sleep(0.05)
     assert done == ["quick", "x"]
+
+
+@pytest.mark.parametrize(
+    "descriptor",
+    [
+        b"\x10",  # S, partition 0, no extension
+        b"\x90\x80\x05",  # X, I with a 7-bit picture id
+        b"\x90\x80\x81\x23",  # X, I with a 15-bit picture id
+        b"\x90\xf0\x81\x23\x07\x40",  # X, I (15 bits), L, T and K
+        b"\x80\x40\x07",  # X, L only
+        b"\x80\x10\x1f",  # X, K only
+        b"\x80\x00",  # X with no extension field set
+    ],
+)
+def test_the_vp8_depayloader_gives_aiortcs_bytes(descriptor: bytes) -> None:
+    from aiortc.codecs.vpx import vp8_depayload
+
+    payload = descriptor + b"\x9d\x01\x2a-frame-bytes"
+    assert aiortc_compat._vp8_depayload(payload) == vp8_depayload(payload) == payload[len(descriptor) :]
+
+
+@pytest.mark.parametrize("truncated", [b"\x80", b"\x90\x80", b"\x90\x80\x81", b"\x80\x40"])
+def test_a_truncated_vp8_descriptor_is_refused_as_aiortc_refuses_it(truncated: bytes) -> None:
+    from aiortc.codecs.vpx import vp8_depayload
+
+    with pytest.raises(ValueError):
+        vp8_depayload(truncated)
+    with pytest.raises(ValueError):
+        aiortc_compat._vp8_depayload(truncated)
+
+
+def test_arrival_times_are_on_aiortcs_clock() -> None:
+    from aiortc.clock import current_ms
+
+    before = current_ms()
+    ours = aiortc_compat.ntp_ms()
+    assert before - 1 <= ours <= current_ms() + 1
+
+
+async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
+    """Over a real connection on loopback: every media packet but the first of its source is
+    handled by the relay's own path, and the frames come out whole (R1)."""
+    import asyncio
+
+    from aiortc import VideoStreamTrack
+
+    from media_relay.forwarding.frames import EncodedFrame, MediaKind
+    from media_relay.forwarding.reassembly import FrameAssembler, NackTracker
+    from media_relay.sessions.publisher import negotiated_codecs
+
+    publisher, relay = RTCPeerConnection(), RTCPeerConnection()
+    for pc in (publisher, relay):
+        aiortc_compat.restrict_host_addresses(pc, ["127.0.0.1"])
+    publisher.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    await publisher.setLocalDescription(await publisher.createOffer())
+    await relay.setRemoteDescription(publisher.localDescription)
+    await relay.setLocalDescription(await relay.createAnswer())
+    frames: list[EncodedFrame] = []
+    receiver = relay.getTransceivers()[0].receiver
+    assembler = FrameAssembler(
+        kind=MediaKind.VIDEO,
+        codecs=negotiated_codecs(relay.localDescription.sdp)[MediaKind.VIDEO],
+        deliver=frames.append,
+        request_keyframe=lambda: None,
+    )
+    aiortc_compat.install_receive_path(receiver, assembler=assembler, nacks=NackTracker())
+    aiortc_compat.receive_directly(relay)
+    await publisher.setRemoteDescription(relay.localDescription)
+    try:
+        for _ in range(200):
+            if len(frames) >= 10:
+                break
+            await asyncio.sleep(0.05)
+        fast = receiver._zhihui_fast  # type: ignore[attr-defined]
+        statistics = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        received = sum(s.packets_received for s in statistics.values())
+        assert len(frames) >= 10 and frames[0].keyframe
+        assert received >= 10 and fast.packets >= received - 1
+        assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
+    finally:
+        await publisher.close()
+        await relay.close()
