@@ -78,13 +78,21 @@ class ZhihuiProcess(ServerProcess):
         return self.workdir / "var" / "zhihui.db"
 
 
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+"""The checkout these tests (and the benchmarks) belong to."""
+
+
 def zhihui_env(workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a Zhihui process started from a test or benchmark. It imports this
+    checkout's code, whichever checkout the virtualenv was installed from (a benchmark run from a
+    worktree of an older commit measures that commit)."""
     env = dict(os.environ)
     env.update(
         {
             "ZHIHUI_CONFIG": str(workdir / "zhihui.toml"),  # none there: built-in defaults
             "ZHIHUI_RELAY__ICE_HOST_ADDRESSES": f'["{LOOPBACK}"]',
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE_TREE), os.environ.get("PYTHONPATH")])),
         }
     )
     env.update(extra)
