@@ -11,7 +11,8 @@ hook for that, so this module:
   (:func:`receive_directly`), instead of through aioice's queue and the DTLS transport's reading
   task: a task switch and a chain of coroutines less for every packet;
 - sends a viewer pre-built RTP packets straight through its sender's SRTP session and ICE socket
-  (:class:`SenderOutput`), past aiortc's encode-and-packetize loop, and hands the viewer's NACKs
+  (:class:`SenderOutput`, a frame's packets in one system call where the kernel allows), past
+  aiortc's encode-and-packetize loop, and hands the viewer's NACKs
   and keyframe requests to the relay;
 - restricts the host addresses an ``RTCPeerConnection`` gathers ICE candidates on, per
   connection (never by patching aioice globally), so that a relay can announce chosen addresses.
@@ -63,6 +64,7 @@ from aiortc.rtp import (
 )
 
 from media_relay.forwarding.rtp_out import RtpParameters
+from media_relay.forwarding.udp_batch import UdpBatchSender
 
 __all__ = [
     "AIOICE_VERSION",
@@ -228,6 +230,7 @@ class SenderOutput:
         self._sender = sender
         self._dtls = sender.transport
         self._in_flight: set[asyncio.Future[None]] = set()
+        self._batches: UdpBatchSender | None = None
         self.parameters = RtpParameters(
             payload_type=payload_type,
             ssrc=sender._ssrc,
@@ -268,9 +271,10 @@ class SenderOutput:
         protocol = pair.protocol
         address = pair.remote_addr
         if type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None:
-            sendto = protocol.transport.sendto
-            for data in packets:
-                sendto(protect(data), address)
+            batches = self._batches
+            if batches is None or batches.transport is not protocol.transport:
+                batches = self._batches = UdpBatchSender(protocol.transport)
+            batches.send([protect(data) for data in packets], address)
         else:  # a TURN allocation: its own (ordered) coroutine per packet
             for data in packets:
                 task = asyncio.ensure_future(protocol.send_data(protect(data), address))
