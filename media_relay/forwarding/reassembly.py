@@ -205,6 +205,7 @@ class FrameAssembler:
         self._asked_keyframe = False
         self._emitted_since_restart = False
         self._waiting_keyframe = kind is MediaKind.VIDEO
+        self._video = kind is MediaKind.VIDEO
         self.frames = 0
         self.frames_skipped = 0
         self.holes_skipped = 0
@@ -226,6 +227,11 @@ class FrameAssembler:
                 return False, None
             self._next = ext  # reordered ahead of the very first packet: start earlier
         self._slots[ext] = (packet, now)
+        if ext == self._highest + 1 and not packet.marker and self._video and self._blocked_since is None:
+            # The next packet of a video frame still coming in, with no hole before it: no frame
+            # can be complete yet (the one at the head ends with a marker), so nothing to drain.
+            self._highest = ext
+            return False, None
         if ext > self._highest:
             self._highest = ext
         self._drain(now)

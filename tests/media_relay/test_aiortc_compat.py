@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import aiortc
 import pytest
 from aiortc import RTCPeerConnection
@@ -80,6 +82,7 @@ def test_the_relays_rate_counter_gives_aiortcs_results() -> None:
 def test_remb_is_sent_at_most_every_200_ms() -> None:
     class Overusing:
         incoming_bitrate = None
+        estimator = types.SimpleNamespace(ts_delta_hist=[])
 
         def add(self, **kwargs: object) -> tuple[int, list[int]]:
             return 1_000_000, [1]
@@ -214,3 +217,18 @@ async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
     finally:
         await publisher.close()
         await relay.close()
+
+
+def test_the_shortest_frame_period_is_aiortcs() -> None:
+    """The estimator's history of frame periods gives aiortc's answers (R1: REMB to publishers)."""
+    import random
+
+    from aiortc.rate import OveruseEstimator
+
+    theirs, ours = OveruseEstimator(), OveruseEstimator()
+    aiortc_compat._ThrottledRemb(types.SimpleNamespace(estimator=ours, incoming_bitrate=None))
+    rng = random.Random(7)
+    for _ in range(500):
+        period = rng.choice([33.3, 66.7, 66.6, 100.0, rng.uniform(1, 200)])
+        assert ours.update_min_frame_period(period) == theirs.update_min_frame_period(period)
+    assert ours.ts_delta_hist == theirs.ts_delta_hist
