@@ -13,7 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_tree", "cpu_seconds", "machine_times", "memory_mb", "summarize_profile", "wait_for_quiet"]
+__all__ = [
+    "code_tree",
+    "cpu_seconds",
+    "machine_times",
+    "memory_mb",
+    "python_speed_ms",
+    "summarize_profile",
+    "wait_for_quiet",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,6 +53,22 @@ def machine_times() -> tuple[float, float]:
     idle = fields[3] + fields[4]
     total = sum(fields[:8])
     return total - idle, total
+
+
+def python_speed_ms(repeat: int = 5) -> float:
+    """CPU milliseconds this machine takes for a fixed piece of pure Python (a million loop steps
+    with an addition), best of ``repeat``. The machine here is a virtual one whose speed drifts over
+    a day by more than any change under test (the same commit measured 1.1 and 1.9 CPU-s per
+    publisher-minute hours apart): benchmark lines carry this so that figures from different runs
+    can be put side by side, and changes are compared within one run."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        total = 0
+        for step in range(1_000_000):
+            total += step
+        best = min(best, time.process_time() - start)
+    return round(best * 1000, 1)
 
 
 def wait_for_quiet(

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 
 import av  # noqa: E402
 
+from bench.machine import python_speed_ms  # noqa: E402
 from bench.relay_load import CLIP, relay_tree  # noqa: E402
 from dispatch_server.archive.package import ExportPlan, SegmentPlan, StreamPlan, build_package  # noqa: E402
 from media_relay.forwarding.frames import EncodedFrame, MediaKind  # noqa: E402
@@ -318,6 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "export": exported,
         "verify": {**verified, "page_cache": "warm (just written)"},
         "tree": relay_tree(),
+        "machine_python_ms": python_speed_ms(),
     }
 
 

@@ -47,6 +47,7 @@ from bench.machine import (  # noqa: E402
     cpu_seconds,
     machine_times,
     memory_mb,
+    python_speed_ms,
     summarize_profile,
     wait_for_quiet,
 )
@@ -557,6 +558,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
             "relay_env": env,
             "relay_tree": tree,
             "machine_busy_before_pct": round(busy_before, 1),
+            "machine_python_ms": python_speed_ms(),
             **(
                 {
                     "relay_process": "zhihui relay (the relay alone)",
