@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -454,32 +455,19 @@ _RTP_HEADER = struct.Struct("!HII")
 _EXTENSION_HEADER = struct.Struct("!HH")
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Packet:
     """What the relay's receive path uses of an RTP packet (aiortc's ``RtpPacket`` has more, and
     parses every header extension to make one)."""
 
-    __slots__ = (
-        "_data",
-        "marker",
-        "padding_size",
-        "payload",
-        "payload_type",
-        "sequence_number",
-        "ssrc",
-        "timestamp",
-    )
-
-    def __init__(
-        self, payload_type: int, marker: int, sequence_number: int, timestamp: int, ssrc: int, payload: bytes
-    ) -> None:
-        self.payload_type = payload_type
-        self.marker = marker
-        self.sequence_number = sequence_number
-        self.timestamp = timestamp
-        self.ssrc = ssrc
-        self.payload = payload
-        self.padding_size = 0
-        self._data = b""
+    payload_type: int
+    marker: int
+    sequence_number: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+    padding_size: int = 0
+    _data: bytes = b""
 
 
 class _FastReceive:
