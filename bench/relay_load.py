@@ -404,6 +404,7 @@ def _stats(values: list[float], digits: int = 1) -> dict[str, float | int | None
 async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"relay_load-{mode}-{n}-"))
     busy_before = wait_for_quiet(args.quiet_pct, args.quiet_wait, log=log)
+    python_ms = python_speed_ms()
     tree = relay_tree()
     log(f"{mode} N={n}: starting the relay in {workdir}")
     env = dict(item.split("=", 1) for item in args.relay_env)
@@ -558,7 +559,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
             "relay_env": env,
             "relay_tree": tree,
             "machine_busy_before_pct": round(busy_before, 1),
-            "machine_python_ms": python_speed_ms(),
+            "machine_python_ms": python_ms,
             **(
                 {
                     "relay_process": "zhihui relay (the relay alone)",
