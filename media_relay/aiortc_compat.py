@@ -46,7 +46,7 @@ import aioice.turn
 import aiortc
 import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.clock import current_datetime, current_ntp_time
+from aiortc.clock import current_datetime
 from aiortc.codecs import depayload
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -285,7 +285,7 @@ class SenderOutput:
 
     def sent(self, *, packets: int, octets: int, rtp_timestamp: int) -> None:
         sender = self._sender
-        sender._RTCRtpSender__ntp_timestamp = current_ntp_time()  # type: ignore[attr-defined]
+        sender._RTCRtpSender__ntp_timestamp = ntp_now()  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
         sender._RTCRtpSender__octet_count += octets  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
@@ -617,6 +617,14 @@ def ntp_ms() -> int:
     """aiortc's ``clock.current_ms`` (milliseconds since 1900, as its receivers time arrivals),
     without making two datetimes for every packet."""
     return int((time.time() + _NTP_EPOCH_OFFSET) * 1000)
+
+
+def ntp_now() -> int:
+    """aiortc's ``clock.current_ntp_time`` (64-bit NTP: seconds since 1900, and a 32-bit
+    fraction), as its senders note each frame's send time, without the datetimes."""
+    now = time.time() + _NTP_EPOCH_OFFSET
+    seconds = int(now)
+    return seconds << 32 | int((now - seconds) * (1 << 32))
 
 
 _NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01 (RFC 5905)

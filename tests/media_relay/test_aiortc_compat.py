@@ -166,12 +166,17 @@ def test_a_truncated_vp8_descriptor_is_refused_as_aiortc_refuses_it(truncated: b
         aiortc_compat._vp8_depayload(truncated)
 
 
-def test_arrival_times_are_on_aiortcs_clock() -> None:
-    from aiortc.clock import current_ms
+def test_arrival_and_send_times_are_on_aiortcs_clocks() -> None:
+    from aiortc.clock import current_ms, current_ntp_time
 
     before = current_ms()
     ours = aiortc_compat.ntp_ms()
     assert before - 1 <= ours <= current_ms() + 1
+    before = current_ntp_time()
+    ours = aiortc_compat.ntp_now()
+    after = current_ntp_time()
+    one_ms = (1 << 32) // 1000
+    assert before - one_ms <= ours <= after + one_ms
 
 
 async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
