@@ -25,7 +25,7 @@ test: $(STAMP)
 	scripts/install-system-deps --browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy dispatch_server media_relay field_client zhihui
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay_load.py
