@@ -90,11 +90,12 @@ def wait_for_quiet(
             log(f"the machine is {busy:.0f}% busy with other work: waiting")
 
 
-def code_tree(*folders: str) -> dict[str, Any]:
-    """Which code ran: the commit, and whether ``folders`` had uncommitted changes."""
+def code_tree(*folders: str, root: Path = ROOT) -> dict[str, Any]:
+    """Which code ran: the commit of the checkout at ``root``, and whether ``folders`` had
+    uncommitted changes."""
 
     def git(*args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
         return result.stdout.strip()
 
     dirty = git("status", "--porcelain", "--", *folders)

@@ -66,9 +66,14 @@ def log(message: str) -> None:
 # -- /proc -----------------------------------------------------------------------------------------
 
 
-def relay_tree() -> dict[str, Any]:
-    """Which relay code ran: the commit, and whether its folders had uncommitted changes."""
-    return code_tree("media_relay", "zhihui", "dispatch_server")
+def relay_tree(relay_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Which relay code ran: the commit, and whether its folders had uncommitted changes. The
+    servers import this checkout, or the first folder of a ``PYTHONPATH`` given in ``relay_env``
+    (``--relay-env PYTHONPATH=<a worktree of an older commit>`` runs that commit's relay under
+    this load)."""
+    path = (relay_env or {}).get("PYTHONPATH", "").split(os.pathsep)[0]
+    root = Path(path) if path else ROOT
+    return {**code_tree("media_relay", "zhihui", "dispatch_server", root=root), "path": str(root)}
 
 
 # -- relays under test ---------------------------------------------------------------------------
@@ -405,9 +410,9 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
     workdir = Path(tempfile.mkdtemp(prefix=f"relay_load-{mode}-{n}-"))
     busy_before = wait_for_quiet(args.quiet_pct, args.quiet_wait, log=log)
     python_ms = python_speed_ms()
-    tree = relay_tree()
-    log(f"{mode} N={n}: starting the relay in {workdir}")
     env = dict(item.split("=", 1) for item in args.relay_env)
+    tree = relay_tree(env)
+    log(f"{mode} N={n}: starting the relay in {workdir}")
     if mode == "zhihui":
         target = start_zhihui_target(workdir, n, env, separate=not args.in_process_relay)
     else:
