@@ -178,10 +178,19 @@ class CountingViewer(SignaledPeer):
         codecs = negotiated_codecs(self.pc.remoteDescription.sdp).get(MediaKind.VIDEO)
         if not codecs:
             raise PeerError("the relay's answer has no video")
+        receiver = transceiver.receiver
+        pending: set[asyncio.Task[bool]] = set()
+
+        def request_keyframe() -> None:
+            # As a browser would after losing a frame: a PLI (the relay coalesces them).
+            task = asyncio.ensure_future(aiortc_compat.request_keyframe(receiver))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
         assembler = FrameAssembler(
-            kind=MediaKind.VIDEO, codecs=codecs, deliver=self._on_frame, request_keyframe=lambda: None
+            kind=MediaKind.VIDEO, codecs=codecs, deliver=self._on_frame, request_keyframe=request_keyframe
         )
-        aiortc_compat.install_receive_path(transceiver.receiver, assembler=assembler, nacks=NackTracker())
+        aiortc_compat.install_receive_path(receiver, assembler=assembler, nacks=NackTracker())
         aiortc_compat.receive_directly(self.pc)
 
     def _on_frame(self, frame: EncodedFrame) -> None:
