@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from field_client.dispatch import DispatchClient, PublishGrant
 from field_client.sources import TestPatternTrack, ToneTrack
@@ -29,6 +30,20 @@ class Live:
 
 
 @asynccontextmanager
+async def signed_in(
+    zhihui: ZhihuiProcess, username: str
+) -> AsyncIterator[tuple[DispatchClient, dict[str, Any]]]:
+    """The field client signed in as ``username`` (with the account's own person record), closed
+    at the end."""
+    client = DispatchClient(zhihui.base_url)
+    try:
+        me = await client.login(username, zhihui.credentials[username])
+        yield client, me
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
 async def publishing(
     zhihui: ZhihuiProcess,
     username: str,
@@ -39,9 +54,7 @@ async def publishing(
     fps: float = 15,
     audio: bool = True,
 ) -> AsyncIterator[Live]:
-    client = DispatchClient(zhihui.base_url)
-    try:
-        await client.login(username, zhihui.credentials[username])
+    async with signed_in(zhihui, username) as (client, _):
         grant = await client.publish_grant(device)
         video = TestPatternTrack(width=width, height=height, fps=fps)
         publisher = WhipPublisher(grant.whip_url, grant.grant, host_addresses=[LOOPBACK])
@@ -50,8 +63,6 @@ async def publishing(
             yield Live(client, grant, publisher, video)
         finally:
             await publisher.stop()
-    finally:
-        await client.close()
 
 
 @asynccontextmanager

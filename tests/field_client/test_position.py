@@ -13,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from field_client.dispatch import DispatchClient, Unreachable
+from field_client.dispatch import Unreachable
 from field_client.position import METRES_PER_DEGREE, Fix, Walk, parse_position
 from tests.conftest import ApiClient
+from tests.media import signed_in
 from tests.support import ZhihuiProcess
 
 
@@ -45,9 +46,7 @@ def test_a_walk_moves_at_its_speed_and_turns_a_little_at_each_step() -> None:
 async def test_positions_go_over_the_websocket_or_else_by_rest(
     zhihui: ZhihuiProcess, commander: ApiClient
 ) -> None:
-    client = DispatchClient(zhihui.base_url)
-    me = await client.login("officer2", zhihui.credentials["officer2"])
-    try:
+    async with signed_in(zhihui, "officer2") as (client, me):
         await client.send_position(Fix(22.5431, 114.0579, accuracy_m=6))  # no websocket yet: REST
         assert await _latest(commander, me["id"], 22.5431)
 
@@ -67,8 +66,6 @@ async def test_positions_go_over_the_websocket_or_else_by_rest(
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-    finally:
-        await client.close()
 
 
 async def test_positions_taken_without_a_network_are_sent_when_it_is_back(
@@ -76,15 +73,13 @@ async def test_positions_taken_without_a_network_are_sent_when_it_is_back(
 ) -> None:
     """R9: the officer's client keeps working through network loss: fixes taken while the server
     cannot be reached are kept with their own times and arrive, in one batch, with the next one."""
-    client = DispatchClient(zhihui.base_url)
-    me = await client.login("officer2", zhihui.credentials["officer2"])
-    online = client._http
 
     def no_network(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("network is unreachable", request=request)
 
-    client._http = httpx.AsyncClient(base_url=zhihui.base_url, transport=httpx.MockTransport(no_network))
-    try:
+    async with signed_in(zhihui, "officer2") as (client, me):
+        online = client._http
+        client._http = httpx.AsyncClient(base_url=zhihui.base_url, transport=httpx.MockTransport(no_network))
         began = datetime.now(UTC)
         for n in range(3):
             with pytest.raises(Unreachable):
@@ -102,8 +97,6 @@ async def test_positions_taken_without_a_network_are_sent_when_it_is_back(
                 f"/api/people/{me['id']}/track", params={"since": began.isoformat()}
             ).json()["items"]
         assert [p["latitude"] for p in track if p["longitude"] == 126.0] == [45.0, 45.001, 45.002, 45.003]
-    finally:
-        await client.close()
 
 
 async def _latest(commander: ApiClient, person_id: int, latitude: float) -> bool:

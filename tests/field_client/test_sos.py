@@ -8,9 +8,9 @@ import subprocess
 import sys
 from typing import Any
 
-from field_client.dispatch import DispatchClient
 from field_client.position import Fix
 from tests.conftest import ApiClient
+from tests.media import signed_in
 from tests.support import LOOPBACK, ZhihuiProcess
 
 
@@ -67,14 +67,12 @@ def test_zhihui_officer_sos_reaches_the_command_room_with_position_and_note(
 async def test_pressing_sos_again_while_it_is_open_gives_the_same_alert(
     zhihui: ZhihuiProcess, commander: ApiClient
 ) -> None:
-    client = DispatchClient(zhihui.base_url)
-    me = await client.login("officer2", zhihui.credentials["officer2"])
-    try:
+    async with signed_in(zhihui, "officer2") as (client, me):
         first = await client.sos("hurt", Fix(22.5431, 114.0579, accuracy_m=8))
-        again = await client.sos()  # no position, no note: still the one alert
-        assert again["id"] == first["id"]
-        assert (first["latitude"], first["accuracy_m"]) == (22.5431, 8)
-        assert [a["id"] for a in _open_sos(commander, me["id"])] == [first["id"]]
-    finally:
-        await client.close()
-        _resolve(commander, first["id"])
+        try:
+            again = await client.sos()  # no position, no note: still the one alert
+            assert again["id"] == first["id"]
+            assert (first["latitude"], first["accuracy_m"]) == (22.5431, 8)
+            assert [a["id"] for a in _open_sos(commander, me["id"])] == [first["id"]]
+        finally:
+            _resolve(commander, first["id"])
