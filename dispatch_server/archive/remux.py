@@ -69,7 +69,7 @@ def _quote(path: Path) -> str:
 
 def segment_length(path: Path) -> float | None:
     """Seconds from a segment's first to its last timestamp's end: its Matroska Duration, which the
-    recorder writes as that length (see :func:`media_relay.recording.segment.set_length_as_duration`;
+    recorder writes as that length (see :mod:`media_relay.recording.matroska`;
     the segments keep the stream's clock, so they start later than zero). The concat demuxer is
     told it, so that it leaves no hole and no overlap between files."""
     try:

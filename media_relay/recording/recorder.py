@@ -21,7 +21,7 @@ from typing import Any
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.recording.clock import StreamClock, ntp_seconds
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
-from media_relay.recording.segment import SegmentTemplate, SegmentWriter, TrackFormat
+from media_relay.recording.segment import SegmentWriter, TrackFormat
 
 __all__ = ["EntryListener", "StreamRecorder", "stream_directory"]
 
@@ -42,8 +42,8 @@ BATCH_SECONDS = 0.25
 """Frames are taken a quarter second (by their arrival) at a time, not one by one as they come:
 bench/recording.py measured the recorder's CPU at well under the one-by-one figure, since the
 code and data of the recorder and of the muxer then stay in the CPU's caches from one frame to the
-next. A crash loses at most this much more than the muxer's own half-second cluster
-(MUXER_OPTIONS): well within the 1 s the archive promises (R2)."""
+next. A crash loses at most this much more than the segment's own half-second cluster
+(matroska.CLUSTER_MS): well within the 1 s the archive promises (R2)."""
 MAX_BATCH = 64
 """Nor more frames than this at a time, whatever their arrival times say (a second of 15 fps video
 with 20 ms audio is 65)."""
@@ -98,7 +98,6 @@ class StreamRecorder:
         self._on_write_error = on_write_error
         self._tail: Future[None] | None = None
         self._last_error_report = float("-inf")
-        self._template: SegmentTemplate | None = None
         self._note_gap(gap_reason)
 
     # -- feeding -------------------------------------------------------------------------------
@@ -129,11 +128,11 @@ class StreamRecorder:
                 return
         elif (
             frame.keyframe
-            and (frame.kind is MediaKind.VIDEO or MediaKind.VIDEO not in self._formats)
             and time.monotonic() - self._segment_started_mono >= self._segment_seconds
+            and (frame.kind is MediaKind.VIDEO or MediaKind.VIDEO not in self._formats)
         ):
             self._seal()
-            self._open(frame)
+            self._open()
         self._write(frame)
 
     def on_sender_report(self, kind: MediaKind, ntp: int, rtp_timestamp: int) -> None:
@@ -182,8 +181,6 @@ class StreamRecorder:
         self.closed = True
         if self._writer is not None:
             self._seal()
-        if self._template is not None:
-            self._then(self._template.close)
         if self._pending_audio:
             self.frames_dropped += len(self._pending_audio)
             self._pending_audio.clear()
@@ -230,16 +227,14 @@ class StreamRecorder:
                 else:
                     self.frames_dropped += 1
                 return False
-        self._open(frame)
+        self._open()
         while self._pending_audio:
             self._write(self._pending_audio.popleft())
         return True
 
-    def _open(self, sample: EncodedFrame) -> None:
-        if self._template is None:
-            self._template = SegmentTemplate(list(self._formats.values()), sample)
+    def _open(self) -> None:
         name = f"{self.stream_id}-{self._sequence:05d}.mkv"
-        self._writer = SegmentWriter(self.directory / name, self._template)
+        self._writer = SegmentWriter(self.directory / name, list(self._formats.values()))
         self._segment_started_wall = datetime.now(UTC)
         self._segment_started_mono = time.monotonic()
 

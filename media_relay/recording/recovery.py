@@ -22,8 +22,8 @@ import av
 
 from media_relay.forwarding.frames import MediaKind
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
+from media_relay.recording.matroska import set_length_as_duration
 from media_relay.recording.recorder import MANIFEST_NAME
-from media_relay.recording.segment import set_length_as_duration
 from media_relay.recording.verify import find_streams, segment_file_name
 
 __all__ = ["RecoveredSegment", "SegmentProbe", "probe_segment", "recover_archive", "recover_stream"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import av
 
+from media_relay.recording.matroska import matroska_duration
 from media_relay.recording.recovery import copy_readable_packets
-from media_relay.recording.segment import matroska_duration
 from tests.media_relay.recordings import FPS, interleaved, opus_frames, record, vp8_frames
 
 MS = 0.0015  # Matroska keeps milliseconds here: a rounding each side
