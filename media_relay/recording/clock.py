@@ -44,9 +44,13 @@ def ntp_seconds(ntp: int) -> float:
     return ntp / NTP_FRACTION
 
 
+_WRAP = 1 << 32
+_HALF = 1 << 31
+
+
 def rtp_difference(later: int, earlier: int) -> int:
     """``later - earlier`` in RTP ticks, as a signed 32-bit difference (wrap-around safe)."""
-    return (later - earlier + (1 << 31)) % (1 << 32) - (1 << 31)
+    return (later - earlier + _HALF) % _WRAP - _HALF
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +116,20 @@ class StreamClock:
     def media_time(self, kind: MediaKind, timestamp: int, clock_rate: int, received_at: float) -> float:
         """Seconds on the stream's timeline for a frame of ``kind``; ``received_at`` is its arrival
         (``time.monotonic()``), used until the track has a sender report."""
-        track = self._tracks.setdefault(kind, _Track())
+        # Called for every frame recorded: the helpers above are inlined.
+        track = self._tracks.get(kind)
+        if track is None:
+            track = self._tracks[kind] = _Track()
         track.clock_rate = clock_rate
         if track.arrival_at is None:
             track.arrival_at = received_at - self.epoch
             track.last_timestamp = timestamp
             if track.report is not None and self._origin is None:
                 self.on_sender_report(kind, track.report.ntp, track.report.rtp_timestamp)
-        track.ticks = track.ticks_to(timestamp)
+        track.ticks += (timestamp - track.last_timestamp + _HALF) % _WRAP - _HALF
         track.last_timestamp = timestamp
-        if track.report is not None and self._origin is not None:
-            offset = rtp_difference(timestamp, track.report.rtp_timestamp) / clock_rate
-            return track.report.ntp + offset - self._origin
+        report = track.report
+        if report is not None and self._origin is not None:
+            offset = ((timestamp - report.rtp_timestamp + _HALF) % _WRAP - _HALF) / clock_rate
+            return report.ntp + offset - self._origin
         return track.arrival_at + track.ticks / clock_rate
