@@ -33,9 +33,14 @@ def _stderr(message: str) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """user + sys CPU seconds of a process (all its threads)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process (all its threads)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def memory_mb(pid: int) -> dict[str, float]:

@@ -45,6 +45,7 @@ import httpx  # noqa: E402
 from bench.machine import (  # noqa: E402
     code_tree,
     cpu_seconds,
+    cpu_split,
     machine_times,
     memory_mb,
     python_speed_ms,
@@ -468,6 +469,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         stats0 = await fetch_stats(target.stats_url)
         t0 = time.monotonic()
         relay_cpu0 = cpu_seconds(target.pid)
+        relay_system0 = cpu_split(target.pid)[1]
         dispatch_cpu0 = cpu_seconds(target.dispatch_pid) if target.dispatch_pid else 0.0
         load_cpu0 = sum(cpu_seconds(pid) for pid in load_pids)
         busy0, total0 = machine_times()
@@ -477,6 +479,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         await asyncio.sleep(max(0.0, t0 + args.duration - time.monotonic()))
         t1 = time.monotonic()
         relay_cpu = cpu_seconds(target.pid) - relay_cpu0
+        relay_system = cpu_split(target.pid)[1] - relay_system0
         dispatch_cpu = cpu_seconds(target.dispatch_pid) - dispatch_cpu0 if target.dispatch_pid else None
         load_cpu = sum(cpu_seconds(pid) for pid in load_pids) - load_cpu0
         busy1, total1 = machine_times()
@@ -547,6 +550,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         window=(t0, t1),
         outputs=outputs,
         relay_cpu=relay_cpu,
+        relay_system=relay_system,
         load_cpu=load_cpu,
         machine=((busy1 - busy0) / max(1, total1 - total0)),
         memory=(memory0, memory1),
@@ -588,6 +592,7 @@ def figures(
     window: tuple[float, float],
     outputs: dict[int, dict[str, Any]],
     relay_cpu: float,
+    relay_system: float,
     load_cpu: float,
     machine: float,
     memory: tuple[dict[str, float], dict[str, float]],
@@ -651,6 +656,7 @@ def figures(
         "duration_s": round(duration, 1),
         "relay_cpu_s_per_publisher_minute": round(relay_cpu / (n * duration / 60), 3),
         "relay_cpu_cores": round(relay_cpu / duration, 3),
+        "relay_system_share": round(relay_system / relay_cpu, 3) if relay_cpu else None,
         "frames_sent_per_publisher": {
             "min": min(sent_counts, default=0),
             "mean": round(mean([float(c) for c in sent_counts]) or 0, 1),
