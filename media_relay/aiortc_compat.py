@@ -45,6 +45,7 @@ import aioice.ice
 import aioice.turn
 import aiortc
 import pylibsrtp
+import pylibsrtp._binding as srtp_binding
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.clock import current_datetime
 from aiortc.codecs import depayload
@@ -71,8 +72,10 @@ from media_relay.forwarding.udp_batch import UdpBatchSender
 __all__ = [
     "AIOICE_VERSION",
     "AIORTC_VERSION",
+    "PYLIBSRTP_VERSION",
     "FrameCallback",
     "IncompatibleAiortc",
+    "LeanSrtp",
     "NoFreePort",
     "SenderOutput",
     "SilentTrack",
@@ -92,6 +95,7 @@ logger = logging.getLogger(__name__)
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
+PYLIBSRTP_VERSION = "1.0.0"
 
 FrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 
@@ -111,6 +115,11 @@ def check_versions() -> None:
         raise IncompatibleAiortc(
             f"media_relay.aiortc_compat is written for aioice {AIOICE_VERSION}, found {aioice.__version__}"
         )
+    if pylibsrtp.__version__ != PYLIBSRTP_VERSION:
+        raise IncompatibleAiortc(
+            f"media_relay.aiortc_compat is written for pylibsrtp {PYLIBSRTP_VERSION}, "
+            f"found {pylibsrtp.__version__}"
+        )
     missing = [
         name
         for owner, name in (
@@ -123,6 +132,10 @@ def check_versions() -> None:
             (aioice.ice.StunProtocol, "send_data"),
             (aioice.Connection, "data_received"),
             (aioice.Connection, "get_component_candidates"),
+            (srtp_binding, "ffi"),
+            (srtp_binding.lib, "srtp_protect"),
+            (srtp_binding.lib, "srtp_unprotect"),
+            (pylibsrtp, "_srtp_assert"),
         )
         if not hasattr(owner, name)
     ]
@@ -203,6 +216,47 @@ class SilentTrack(MediaStreamTrack):
         super().stop()
 
 
+class LeanSrtp:
+    """``srtp_protect`` and ``srtp_unprotect`` on a pylibsrtp ``Session``'s own libsrtp context,
+    without the allocations pylibsrtp makes on every call (an ``int *`` from cffi, the function
+    looked up on its library object): 2.4 us a 1.2 kB packet instead of 3.9 here. The output is
+    the same bytes (tests/media_relay/test_aiortc_compat.py). Use it on the event loop's thread
+    only, as the session itself is."""
+
+    __slots__ = ("_buffer", "_cdata", "_context", "_length", "session")
+
+    BUFFER_BYTES = 2048
+    """Room for any datagram the relay takes in (a link's MTU is 1500) and its SRTP trailer."""
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session
+        """The session whose context this uses: kept, so that the context lives as long."""
+        self._context = session._srtp[0]
+        self._cdata = srtp_binding.ffi.new("char[]", self.BUFFER_BYTES)
+        self._buffer = srtp_binding.ffi.buffer(self._cdata)
+        self._length = srtp_binding.ffi.new("int *")
+
+    def protect(self, packet: bytes, _protect: Any = srtp_binding.lib.srtp_protect) -> bytes:
+        return self._process(packet, _protect, pylibsrtp.SRTP_MAX_TRAILER_LEN)
+
+    def unprotect(self, packet: bytes, _unprotect: Any = srtp_binding.lib.srtp_unprotect) -> bytes:
+        """Raises ``pylibsrtp.Error`` for a packet that does not authenticate (or cannot be one)."""
+        return self._process(packet, _unprotect, 0)
+
+    def _process(self, packet: bytes, function: Any, trailer: int) -> bytes:
+        size = len(packet)
+        if size + trailer > self.BUFFER_BYTES:
+            raise pylibsrtp.Error(f"an SRTP packet of {size} bytes is too long")
+        buffer = self._buffer
+        buffer[0:size] = packet
+        length = self._length
+        length[0] = size
+        status = function(self._context, self._cdata, length)
+        if status:
+            pylibsrtp._srtp_assert(status)  # raises the error pylibsrtp raises
+        return buffer[0 : length[0]]
+
+
 class SenderOutput:
     """Sends pre-built RTP packets as ``transceiver``'s sender would, without its send loop.
 
@@ -233,6 +287,7 @@ class SenderOutput:
         self._dtls = sender.transport
         self._in_flight: set[asyncio.Future[None]] = set()
         self._batches: UdpBatchSender | None = None
+        self._srtp: LeanSrtp | None = None
         self.parameters = RtpParameters(
             payload_type=payload_type,
             ssrc=sender._ssrc,
@@ -269,7 +324,10 @@ class SenderOutput:
         pair = self._pair()
         if pair is None:
             return
-        protect = self._dtls._tx_srtp.protect
+        srtp = self._srtp
+        if srtp is None or srtp.session is not self._dtls._tx_srtp:
+            srtp = self._srtp = LeanSrtp(self._dtls._tx_srtp)  # or a new session: a DTLS restart
+        protect = srtp.protect
         protocol = pair.protocol
         address = pair.remote_addr
         if type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None:
@@ -427,8 +485,10 @@ def _demultiplexer(
 
 def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
     now_ms = ntp_ms
+    lean: LeanSrtp | None = None
 
     def data_received(data: bytes, component: int) -> None:
+        nonlocal lean
         srtp = dtls._rx_srtp
         if srtp is None or not data or not 127 < data[0] < 192:
             queued(data, component)
@@ -439,8 +499,10 @@ def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callabl
             if is_rtcp(data):
                 _run_eagerly(dtls._handle_rtcp_data(srtp.unprotect_rtcp(data)))
                 return
-            data = srtp.unprotect(data)
-        except pylibsrtp.Error:
+            if lean is None or lean.session is not srtp:
+                lean = LeanSrtp(srtp)  # the first packet, or a new session after a DTLS restart
+            data = lean.unprotect(data)
+        except (pylibsrtp.Error, ValueError):
             return  # as aiortc does: a packet that does not authenticate is dropped
         arrival_time_ms = now_ms()
         receiver = dtls._rtp_router.ssrc_table.get(int.from_bytes(data[8:12])) if len(data) >= 12 else None

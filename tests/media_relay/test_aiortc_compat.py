@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import aiortc
+import pylibsrtp
 import pytest
 from aiortc import RTCPeerConnection
 
@@ -237,3 +239,51 @@ def test_the_shortest_frame_period_is_aiortcs() -> None:
         period = rng.choice([33.3, 66.7, 66.6, 100.0, rng.uniform(1, 200)])
         assert ours.update_min_frame_period(period) == theirs.update_min_frame_period(period)
     assert ours.ts_delta_hist == theirs.ts_delta_hist
+
+
+def _srtp_sessions(profile: int, *directions: int) -> list[pylibsrtp.Session]:
+    """Sessions on one key, one per direction given (SSRC_ANY_OUTBOUND, SSRC_ANY_INBOUND)."""
+    key = os.urandom(28 if profile == pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM else 30)
+    return [
+        pylibsrtp.Session(policy=pylibsrtp.Policy(key=key, ssrc_type=direction, srtp_profile=profile))
+        for direction in directions
+    ]
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM],
+)
+def test_lean_srtp_gives_pylibsrtps_bytes_and_refuses_what_pylibsrtp_refuses(profile: int) -> None:
+    outbound, inbound = pylibsrtp.Policy.SSRC_ANY_OUTBOUND, pylibsrtp.Policy.SSRC_ANY_INBOUND
+    plain_out, lean_session_out, plain_in, lean_session_in = _srtp_sessions(
+        profile, outbound, outbound, inbound, inbound
+    )
+    lean_out, lean_in = aiortc_compat.LeanSrtp(lean_session_out), aiortc_compat.LeanSrtp(lean_session_in)
+
+    def rtp(sequence: int, size: int) -> bytes:
+        return (
+            bytes([0x80, 96])
+            + sequence.to_bytes(2, "big")
+            + (sequence * 3000).to_bytes(4, "big")
+            + (b"\x12\x34\x56\x78" + os.urandom(size))
+        )
+
+    for sequence, size in enumerate([0, 1, 100, 1188, 1300] * 8, start=1):
+        packet = rtp(sequence, size)
+        protected = lean_out.protect(packet)
+        assert protected == plain_out.protect(packet)  # twin sessions: the same bytes
+        assert lean_in.unprotect(protected) == packet == plain_in.unprotect(protected)
+
+    # A tampered packet, a replayed one and datagrams too long to be SRTP raise pylibsrtp's error.
+    packet = rtp(500, 100)
+    protected = lean_out.protect(packet)
+    with pytest.raises(pylibsrtp.Error):
+        lean_in.unprotect(protected[:-1] + bytes([protected[-1] ^ 1]))
+    assert lean_in.unprotect(protected) == packet
+    with pytest.raises(pylibsrtp.Error):
+        lean_in.unprotect(protected)  # replayed
+    with pytest.raises(pylibsrtp.Error):
+        lean_in.unprotect(b"\x80" * 4000)
+    with pytest.raises(pylibsrtp.Error):
+        lean_out.protect(rtp(501, aiortc_compat.LeanSrtp.BUFFER_BYTES))
