@@ -30,6 +30,7 @@ from pathlib import Path
 
 __all__ = [
     "CLUSTER_MS",
+    "ClusterLost",
     "MatroskaWriter",
     "audio_track",
     "avc_configuration",
@@ -239,6 +240,15 @@ def avc_configuration(parameter_sets: bytes) -> bytes | None:
 # -- the writer ---------------------------------------------------------------------------------------
 
 
+class ClusterLost(OSError):
+    """A cluster could not be written (a full or failing disk): its ``frames`` are lost, and the
+    file was cut back to the cluster before it."""
+
+    def __init__(self, frames: int, error: OSError) -> None:
+        super().__init__(error.errno, f"a cluster of {frames} frames could not be written: {error.strerror}")
+        self.frames = frames
+
+
 class MatroskaWriter:
     """Writes one Matroska file from frames given in arrival order; :meth:`close` finishes it.
 
@@ -260,6 +270,8 @@ class MatroskaWriter:
         self._cluster_bytes = 0
         self._cues: list[tuple[int, int]] = []
         """(time in ms, cluster position) of each cue point."""
+        self.lost: dict[int, int] = {}
+        """Per track, the frames of clusters that could not be written (a full disk)."""
         self._sizes = _one_byte_sizes()
 
         ebml = element(
@@ -370,9 +382,18 @@ class MatroskaWriter:
                 cue = ms
         body = sum(map(len, parts))
         parts[0] = CLUSTER.to_bytes(4, "big") + data_size(body)
+        start = self._written
+        try:
+            self._write(b"".join(parts))
+        except OSError as error:
+            # The disk is full (or failing): the file ends at the last whole cluster again, so that
+            # what is written stays readable, and later clusters follow it, not a torn one.
+            for _, track, _, _ in blocks:
+                self.lost[track] = self.lost.get(track, 0) + 1
+            self._cut_back(start)
+            raise ClusterLost(len(blocks), error) from error
         if cue is not None:
-            self._cues.append((cue, self._written - self._segment_start))
-        self._write(b"".join(parts))
+            self._cues.append((cue, start - self._segment_start))
 
     def _cues_element(self) -> bytes:
         points = []
@@ -390,6 +411,15 @@ class MatroskaWriter:
         )
         seek_head = element(SEEK_HEAD, entries)
         return seek_head + void(_SEEK_HEAD_ROOM - len(seek_head))
+
+    def _cut_back(self, size: int) -> None:
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, size)
+            os.lseek(self._fd, size, os.SEEK_SET)
+            self._written = size
+        except OSError:
+            pass  # nothing more can be done; crash recovery keeps what reads
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None

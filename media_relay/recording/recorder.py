@@ -21,6 +21,7 @@ from typing import Any
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.recording.clock import StreamClock, ntp_seconds
 from media_relay.recording.manifest import Manifest, sha256_file, utc_iso
+from media_relay.recording.matroska import ClusterLost
 from media_relay.recording.segment import SegmentWriter, TrackFormat
 
 __all__ = ["EntryListener", "StreamRecorder", "stream_directory"]
@@ -248,7 +249,9 @@ class StreamRecorder:
         try:
             self._writer.write(frame, pts)
         except Exception as error:
-            self.frames_dropped += 1
+            lost = error.frames if isinstance(error, ClusterLost) else 0  # written, then lost with it
+            self.frames_written -= lost
+            self.frames_dropped += 1 + lost
             logger.exception("stream %s: could not write a %s frame", self.stream_id, frame.kind.value)
             self._write_failed(error)
             return

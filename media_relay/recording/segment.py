@@ -85,7 +85,7 @@ class SegmentWriter:
 
     def __init__(self, path: Path, tracks: list[TrackFormat]) -> None:
         self.path = path
-        self.frames = {MediaKind.VIDEO: 0, MediaKind.AUDIO: 0}
+        self._added = {MediaKind.VIDEO: 0, MediaKind.AUDIO: 0}
         self.first_pts: float | None = None
         """The earliest frame's time (audio held for the first keyframe may be earlier than it)."""
         self.last_pts: float | None = None
@@ -123,11 +123,20 @@ class SegmentWriter:
         self._add(
             number, ms if ms > 0 else 0, length_prefixed(frame.data) if h264 else frame.data, frame.keyframe
         )
-        self.frames[kind] += 1
+        self._added[kind] += 1
         if self.first_pts is None or pts_seconds < self.first_pts:
             self.first_pts = pts_seconds
         if self.last_pts is None or pts_seconds > self.last_pts:
             self.last_pts = pts_seconds
+
+    @property
+    def frames(self) -> dict[MediaKind, int]:
+        """Frames written per kind (given, less those of clusters a write error lost)."""
+        lost = self._file.lost
+        return {
+            kind: count - (lost.get(self._tracks[kind][0], 0) if kind in self._tracks else 0)
+            for kind, count in self._added.items()
+        }
 
     def sync(self) -> None:
         """Force what is written so far onto the disk."""

@@ -236,3 +236,54 @@ def test_frames_are_not_shifted_below_zero(tmp_path: Path) -> None:
     _segment(path, "vp8", frames)
     (packet,) = _packets(path)["video"]
     assert packet.pts == 0
+
+
+FILL_THE_DISK = """
+import dataclasses, resource, signal, sys, time
+from pathlib import Path
+from media_relay.forwarding.frames import MediaKind
+from media_relay.recording.recorder import StreamRecorder
+from tests.media_relay.recordings import interleaved, opus_frames, vp8_frames
+
+# A disk that fills up: files may not grow past 150 kB (the kernel answers EFBIG, as for ENOSPC).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+recorder = StreamRecorder(
+    root=Path(sys.argv[1]), stream_id="s1", tracks={MediaKind.VIDEO: "vp8", MediaKind.AUDIO: "opus"},
+    segment_seconds=600,
+)
+frames = interleaved(vp8_frames(90), opus_frames(6))
+base = time.monotonic()
+for frame in frames:
+    recorder.write(dataclasses.replace(frame, received_at=base + frame.timestamp / frame.clock_rate))
+recorder.close()
+print(len(frames), recorder.frames_written, recorder.frames_dropped)
+"""
+
+
+def test_a_full_disk_leaves_the_segment_whole_up_to_its_last_cluster_and_counts_what_was_lost(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from media_relay.recording.recovery import probe_segment
+
+    done = subprocess.run(
+        [sys.executable, "-c", FILL_THE_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    fed, written, dropped = map(int, done.stdout.split())
+    assert written + dropped == fed and dropped > 10 and written > 10  # a cluster and more went
+
+    (segment,) = tmp_path.rglob("*.mkv")
+    assert segment.stat().st_size <= 150_000
+    probe = probe_segment(segment)  # what crash recovery reads: no torn cluster at its end
+    assert probe.readable and not probe.damaged
+    # Every frame in the file was counted written; the last clusters, given but never written
+    # (the close could not write them either), are not in it.
+    assert 0 < sum(probe.frames.values()) <= written
