@@ -349,7 +349,7 @@ class MatroskaWriter:
                 fd, (1 << 56 | self._written - self._segment_start).to_bytes(8, "big"), self._segment_size_at
             )
             os.pwrite(fd, self._seek_head_room(), self._segment_start)
-            os.pwrite(fd, float_element(DURATION, float(max(0, length_ms))), self._duration_at)
+            os.pwrite(fd, float_element(DURATION, float(length_ms)), self._duration_at)
             if sync:
                 os.fsync(fd)
         finally:

@@ -14,7 +14,6 @@ from media_relay.recording.matroska import (
     audio_track,
     avc_configuration,
     length_prefixed,
-    matroska_duration,
     video_track,
 )
 
@@ -145,8 +144,9 @@ class SegmentWriter:
     def close(self) -> int:
         """Finish the file (its Duration its length); return its size in bytes."""
         first, last = self.first_pts or 0.0, self.last_pts or 0.0
-        self._file.close(round(last * 1000) - round(first * 1000), sync=True)
-        self.duration = matroska_duration(self.path)
+        length_ms = max(0, round(last * 1000) - round(first * 1000))
+        self._file.close(length_ms, sync=True)
+        self.duration = length_ms / 1000
         return self.path.stat().st_size
 
 
