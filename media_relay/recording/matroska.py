@@ -304,11 +304,14 @@ class MatroskaWriter:
             ebml + SEGMENT.to_bytes(4, "big") + UNKNOWN_SIZE + self._seek_head_room() + info + tracks_element
         )
         self._written = 0
-        self._write(head)
-
-    @property
-    def closed(self) -> bool:
-        return self._fd is None
+        try:
+            self._write(head)
+        except OSError:
+            # No frame is in it yet: a file that is not even a header is not left behind.
+            os.close(self._fd)
+            self._fd = None
+            path.unlink(missing_ok=True)
+            raise
 
     def add(self, track: int, ms: int, data: bytes, keyframe: bool) -> None:
         """A frame of ``track`` at ``ms`` milliseconds on the file's clock (never negative)."""

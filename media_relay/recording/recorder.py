@@ -133,7 +133,9 @@ class StreamRecorder:
             and (frame.kind is MediaKind.VIDEO or MediaKind.VIDEO not in self._formats)
         ):
             self._seal()
-            self._open()
+            if not self._open():
+                self.frames_dropped += 1
+                return
         self._write(frame)
 
     def on_sender_report(self, kind: MediaKind, ntp: int, rtp_timestamp: int) -> None:
@@ -228,16 +230,28 @@ class StreamRecorder:
                 else:
                     self.frames_dropped += 1
                 return False
-        self._open()
+        if not self._open():
+            self.frames_dropped += 1  # the audio held stays held, for the next keyframe
+            return False
         while self._pending_audio:
             self._write(self._pending_audio.popleft())
         return True
 
-    def _open(self) -> None:
+    def _open(self) -> bool:
+        """Start the next segment; False (and the failure reported) when its file cannot be made:
+        the next keyframe tries again."""
         name = f"{self.stream_id}-{self._sequence:05d}.mkv"
-        self._writer = SegmentWriter(self.directory / name, list(self._formats.values()))
+        try:
+            self._writer = SegmentWriter(self.directory / name, list(self._formats.values()))
+        except OSError as error:
+            logger.exception("stream %s: could not start segment %s", self.stream_id, name)
+            self._write_failed(error)
+            if isinstance(error, FileExistsError):
+                self._sequence += 1  # never written over: the next name
+            return False
         self._segment_started_wall = datetime.now(UTC)
         self._segment_started_mono = time.monotonic()
+        return True
 
     def _write(self, frame: EncodedFrame) -> None:
         assert self._writer is not None

@@ -4,7 +4,9 @@ seek by their Cues, and stay readable when a crash cuts them short."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import time
 from pathlib import Path
 
 import av
@@ -21,6 +23,7 @@ from media_relay.recording.matroska import (
     read_vint,
     void,
 )
+from media_relay.recording.recorder import StreamRecorder
 from media_relay.recording.segment import SegmentWriter, TrackFormat
 from tests.media_relay.recordings import FPS, h264_frames, interleaved, opus_frames, vp8_frames
 
@@ -287,3 +290,55 @@ def test_a_full_disk_leaves_the_segment_whole_up_to_its_last_cluster_and_counts_
     # Every frame in the file was counted written; the last clusters, given but never written
     # (the close could not write them either), are not in it.
     assert 0 < sum(probe.frames.values()) <= written
+
+
+NO_ROOM_AT_ALL = (
+    FILL_THE_DISK.replace("150_000, 150_000", "100, 100")
+    .replace("segment_seconds=600,", "segment_seconds=600, on_write_error=errors.append,")
+    .replace("recorder = StreamRecorder(", "errors = []\nrecorder = StreamRecorder(")
+    .replace("print(len(frames),", "print(len(errors), len(frames),")
+)
+
+
+def test_a_segment_that_cannot_even_start_leaves_no_file_and_the_recorder_goes_on(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", NO_ROOM_AT_ALL, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors, fed, written, dropped = map(int, done.stdout.split())
+    assert errors == 1  # reported (once in 10 s), not raised into the relay
+    assert (written, dropped) == (0, fed)  # every frame counted, none silently
+    assert list(tmp_path.rglob("*.mkv")) == []  # no file that is not even a header
+
+
+def test_a_file_in_the_way_is_never_written_over(tmp_path: Path) -> None:
+    errors: list[str] = []
+    recorder = StreamRecorder(
+        root=tmp_path,
+        stream_id="s1",
+        tracks={MediaKind.VIDEO: "vp8", MediaKind.AUDIO: "opus"},
+        segment_seconds=600,
+        on_write_error=errors.append,
+    )
+    stray = recorder.directory / "s1-00001.mkv"
+    stray.write_bytes(b"not ours")
+    base = time.monotonic()
+    frames = interleaved(vp8_frames(45), opus_frames(3))
+    for frame in frames:
+        recorder.write(dataclasses.replace(frame, received_at=base + frame.timestamp / frame.clock_rate))
+    recorder.close()
+
+    assert stray.read_bytes() == b"not ours"
+    assert len(errors) == 1 and "FileExistsError" in errors[0]
+    (entry,) = [e for e in recorder.manifest.entries() if e["type"] == "segment"]
+    assert entry["file"] == "s1-00002.mkv"
+    # The keyframe that found the name taken was dropped; from the next keyframe on, all is there.
+    assert recorder.frames_written + recorder.frames_dropped == len(frames)
+    assert recorder.frames_written == sum(entry["frames"].values()) > len(frames) // 2
