@@ -11,6 +11,7 @@ import httpx
 import websockets
 
 from media_relay.recording.storage import StorageLevel, StorageWatch, storage_level
+from tests.media_relay.recordings import run_python
 from tests.support import login, running_zhihui
 
 
@@ -82,16 +83,6 @@ print("errors:", len(errors), errors[0] if errors else "")
 
 
 def test_a_failing_write_is_reported_not_just_logged(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", WRITE_UNTIL_FULL, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("errors: 1 "), done.stdout  # reported once, not once a frame
-    assert "Errno" in done.stdout or "rror" in done.stdout
+    out = run_python(WRITE_UNTIL_FULL, str(tmp_path))
+    assert out.startswith("errors: 1 "), out  # reported once, not once a frame
+    assert "Errno" in out or "rror" in out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -125,3 +127,18 @@ def record(root: Path, stream_id: str, frames: list[EncodedFrame]) -> StreamReco
         recorder.write(dataclasses.replace(frame, received_at=at))
     recorder.close()
     return recorder
+
+
+def run_python(script: str, *args: str) -> str:
+    """Run ``script`` in a Python process of its own, from the project's root (for a recorder under
+    limits set on that process only, such as a file-size limit that plays a full disk); its stdout,
+    once it has exited cleanly."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
