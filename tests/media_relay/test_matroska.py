@@ -271,9 +271,8 @@ def test_a_full_disk_leaves_the_segment_whole_up_to_its_last_cluster_and_counts_
     from media_relay.recording.recovery import probe_segment
 
     errors, fed, written, dropped = map(int, run_python(FILL_THE_DISK, str(tmp_path), "150000").split())
-    assert (
-        errors == 1 and written + dropped == fed and dropped > 10 and written > 10
-    )  # a cluster and more went
+    assert errors == 1  # reported (once in 10 s)
+    assert written + dropped == fed and dropped > 10 and written > 10  # a cluster and more went
 
     (segment,) = tmp_path.rglob("*.mkv")
     assert segment.stat().st_size <= 150_000
