@@ -109,6 +109,7 @@ _DURATION_ROOM = 11
 _BLOCK_HEAD = struct.Struct(">BhB")
 """A SimpleBlock's track number (a 1-byte EBML integer), time within its cluster, and flags."""
 _KEYFRAME = 0x80
+_ONE_BYTE_SIZES = tuple(bytes([0x80 | size]) for size in range(0x7F))
 
 
 # -- EBML ---------------------------------------------------------------------------------------------
@@ -116,8 +117,12 @@ _KEYFRAME = 0x80
 
 def data_size(size: int) -> bytes:
     """An element's data size as the shortest EBML variable-length integer (all ones is reserved
-    for "unknown")."""
-    for length in range(1, 9):
+    for "unknown"). Called for every block written: the one- and two-byte sizes come first."""
+    if size < 0x7F:
+        return _ONE_BYTE_SIZES[size]
+    if size < 0x3FFF:
+        return (0x4000 | size).to_bytes(2, "big")
+    for length in range(3, 9):
         if size < (1 << (7 * length)) - 1:
             return ((1 << (7 * length)) | size).to_bytes(length, "big")
     raise ValueError(f"an element of {size} bytes is too large for Matroska")
@@ -146,10 +151,6 @@ def void(length: int) -> bytes:
     size = length - 2 if length - 2 < 127 else length - 9
     head = b"\xec" + (bytes([0x80 | size]) if length - 2 < 127 else (1 << 56 | size).to_bytes(8, "big"))
     return head + bytes(size)
-
-
-def _one_byte_sizes() -> list[bytes]:
-    return [bytes([0x80 | size]) for size in range(127)]
 
 
 # -- tracks -------------------------------------------------------------------------------------------
@@ -272,7 +273,6 @@ class MatroskaWriter:
         """(time in ms, cluster position) of each cue point."""
         self.lost: dict[int, int] = {}
         """Per track, the frames of clusters that could not be written (a full disk)."""
-        self._sizes = _one_byte_sizes()
 
         ebml = element(
             EBML,
@@ -367,18 +367,11 @@ class MatroskaWriter:
         self._cluster_bytes = 0
         blocks.sort(key=_time)  # stable: a track's frames keep their order
         base = blocks[0][0]
-        sizes = self._sizes
         pack = _BLOCK_HEAD.pack
         parts = [b"", uint_element(TIMESTAMP, base)]
         cue: int | None = None
         for ms, track, keyframe, data in blocks:
-            size = len(data) + 4
-            if size < 127:
-                parts.append(b"\xa3" + sizes[size])
-            elif size < 0x3FFF:
-                parts.append(b"\xa3" + (0x4000 | size).to_bytes(2, "big"))
-            else:
-                parts.append(b"\xa3" + data_size(size))
+            parts.append(b"\xa3" + data_size(len(data) + 4))
             parts.append(pack(0x80 | track, ms - base, _KEYFRAME if keyframe else 0))
             parts.append(data)
             if cue is None and keyframe and track == self._cue_track:

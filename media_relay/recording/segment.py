@@ -29,9 +29,9 @@ OPUS_DELAY_MS = (OPUS_PRE_SKIP * 1000 + OPUS_RATE // 2) // OPUS_RATE
 frame's time plus this, and readers (ffmpeg) take it off again (its CodecDelay)."""
 
 
-def _opus_head(channels: int = 2, pre_skip: int = 312, rate: int = 48000) -> bytes:
+def _opus_head() -> bytes:
     """The Opus identification header (RFC 7845 5.1) Matroska keeps as CodecPrivate."""
-    return b"OpusHead" + struct.pack("<BBHIhB", 1, channels, pre_skip, rate, 0, 0)
+    return b"OpusHead" + struct.pack("<BBHIhB", 1, OPUS_CHANNELS, OPUS_PRE_SKIP, OPUS_RATE, 0, 0)
 
 
 class TrackFormat:
@@ -42,7 +42,8 @@ class TrackFormat:
         self.codec = codec
         self.width = 0
         self.height = 0
-        self.extradata: bytes | None = None
+        self.avc_configuration: bytes | None = None
+        """H.264's SPS and PPS as Matroska's CodecPrivate keeps them (avcC)."""
 
     def learn_from_keyframe(self, frame: EncodedFrame) -> bool:
         """Read the picture size (and H.264 parameter sets) from a keyframe. True when known."""
@@ -59,7 +60,6 @@ class TrackFormat:
         return self.kind is MediaKind.AUDIO or (self.width > 0 and self.height > 0)
 
     def _learn_h264(self, data: bytes) -> None:
-        # Parameter sets stay in Annex-B here; the track entry carries them as an avcC.
         decoder = av.CodecContext.create("h264", "r")
         try:
             decoder.decode(av.Packet(data))
@@ -67,16 +67,7 @@ class TrackFormat:
             pass
         if decoder.width and decoder.height:
             self.width, self.height = decoder.width, decoder.height
-        self.extradata = _h264_parameter_sets(data) or None
-
-
-def _h264_parameter_sets(data: bytes) -> bytes:
-    out = bytearray()
-    for nal in data.split(b"\x00\x00\x01"):
-        nal = nal.rstrip(b"\x00")
-        if nal and nal[0] & 0x1F in (7, 8):
-            out += b"\x00\x00\x00\x01" + nal
-    return bytes(out)
+        self.avc_configuration = avc_configuration(data)
 
 
 class SegmentWriter:
@@ -157,12 +148,10 @@ def _track_entry(number: int, track: TrackFormat) -> bytes:
             "A_OPUS",
             rate=OPUS_RATE,
             channels=OPUS_CHANNELS,
-            private=_opus_head(OPUS_CHANNELS, OPUS_PRE_SKIP, OPUS_RATE),
+            private=_opus_head(),
             codec_delay_ns=OPUS_PRE_SKIP * 1_000_000_000 // OPUS_RATE,
             seek_pre_roll_ns=OPUS_SEEK_PRE_ROLL_NS,
         )
     if track.codec == "h264":
-        return video_track(
-            number, "V_MPEG4/ISO/AVC", track.width, track.height, avc_configuration(track.extradata or b"")
-        )
+        return video_track(number, "V_MPEG4/ISO/AVC", track.width, track.height, track.avc_configuration)
     return video_track(number, "V_VP8", track.width, track.height)
