@@ -44,13 +44,9 @@ def ntp_seconds(ntp: int) -> float:
     return ntp / NTP_FRACTION
 
 
-_WRAP = 1 << 32
-_HALF = 1 << 31
-
-
 def rtp_difference(later: int, earlier: int) -> int:
     """``later - earlier`` in RTP ticks, as a signed 32-bit difference (wrap-around safe)."""
-    return (later - earlier + _HALF) % _WRAP - _HALF
+    return (later - earlier + (1 << 31)) % (1 << 32) - (1 << 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,6 @@ class StreamClock:
     def media_time(self, kind: MediaKind, timestamp: int, clock_rate: int, received_at: float) -> float:
         """Seconds on the stream's timeline for a frame of ``kind``; ``received_at`` is its arrival
         (``time.monotonic()``), used until the track has a sender report."""
-        # Called for every frame recorded: the helpers above are inlined.
         track = self._tracks.get(kind)
         if track is None:
             track = self._tracks[kind] = _Track()
@@ -126,10 +121,9 @@ class StreamClock:
             track.last_timestamp = timestamp
             if track.report is not None and self._origin is None:
                 self.on_sender_report(kind, track.report.ntp, track.report.rtp_timestamp)
-        track.ticks += (timestamp - track.last_timestamp + _HALF) % _WRAP - _HALF
+        track.ticks = track.ticks_to(timestamp)
         track.last_timestamp = timestamp
-        report = track.report
-        if report is not None and self._origin is not None:
-            offset = ((timestamp - report.rtp_timestamp + _HALF) % _WRAP - _HALF) / clock_rate
-            return report.ntp + offset - self._origin
+        if track.report is not None and self._origin is not None:
+            offset = rtp_difference(timestamp, track.report.rtp_timestamp) / clock_rate
+            return track.report.ntp + offset - self._origin
         return track.arrival_at + track.ticks / clock_rate
