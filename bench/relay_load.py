@@ -468,8 +468,7 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
             )
         stats0 = await fetch_stats(target.stats_url)
         t0 = time.monotonic()
-        relay_cpu0 = cpu_seconds(target.pid)
-        relay_system0 = cpu_split(target.pid)[1]
+        relay_user0, relay_system0 = cpu_split(target.pid)
         dispatch_cpu0 = cpu_seconds(target.dispatch_pid) if target.dispatch_pid else 0.0
         load_cpu0 = sum(cpu_seconds(pid) for pid in load_pids)
         busy0, total0 = machine_times()
@@ -478,8 +477,9 @@ async def run_config(mode: str, n: int, args: argparse.Namespace) -> dict[str, A
         await _http_probe(target.streams_url, t0 + args.duration, probe_ms)
         await asyncio.sleep(max(0.0, t0 + args.duration - time.monotonic()))
         t1 = time.monotonic()
-        relay_cpu = cpu_seconds(target.pid) - relay_cpu0
-        relay_system = cpu_split(target.pid)[1] - relay_system0
+        relay_user, relay_system = cpu_split(target.pid)
+        relay_user, relay_system = relay_user - relay_user0, relay_system - relay_system0
+        relay_cpu = relay_user + relay_system
         dispatch_cpu = cpu_seconds(target.dispatch_pid) - dispatch_cpu0 if target.dispatch_pid else None
         load_cpu = sum(cpu_seconds(pid) for pid in load_pids) - load_cpu0
         busy1, total1 = machine_times()
