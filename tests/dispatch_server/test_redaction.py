@@ -28,9 +28,12 @@ from tests.support import ZhihuiProcess, _run_async
 
 @pytest.fixture(scope="module")
 def stream_id(zhihui: ZhihuiProcess) -> str:
-    """A still face published twice with one grant: segment, gap, segment."""
+    """A still face published twice with one grant, a second each time: segment, gap, segment.
+    (Each picture costs the face search about 0.4 s of both cores here: a second is 15 of them.)"""
     return str(
-        _run_async(record_with_gap(zhihui, "officer2", "face-cam", video=lambda: StillTrack(picture(0))))
+        _run_async(
+            record_with_gap(zhihui, "officer2", "face-cam", seconds=1.0, video=lambda: StillTrack(picture(0)))
+        )
     )
 
 

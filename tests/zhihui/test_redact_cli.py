@@ -21,7 +21,7 @@ from tests.support import ZhihuiProcess, _run_async, run_zhihui
 def stream_id(zhihui: ZhihuiProcess) -> str:
     return str(
         _run_async(
-            record_with_gap(zhihui, "officer2", "cli-face", seconds=1.5, video=lambda: StillTrack(picture(0)))
+            record_with_gap(zhihui, "officer2", "cli-face", seconds=1.0, video=lambda: StillTrack(picture(0)))
         )
     )
 
