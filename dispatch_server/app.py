@@ -39,6 +39,7 @@ from dispatch_server.escalation import views as escalation_views
 from dispatch_server.escalation.scheduler import EscalationScheduler
 from dispatch_server.field_ops import rules as field_op_rules
 from dispatch_server.field_ops import views as field_op_views
+from dispatch_server.health import views as health_views
 from dispatch_server.incidents import service as incidents
 from dispatch_server.incidents import views as incident_views
 from dispatch_server.people import views as people_views
@@ -205,6 +206,7 @@ def create_app(settings: Settings, context: Context | None = None, clock: Clock 
     app.state.relay_events = on_relay_event  # the relay's reports come in here (tests feed it too)
     errors.install(app)
     for router in (
+        health_views.router,
         auth_views.router,
         people_views.router,
         unit_views.router,

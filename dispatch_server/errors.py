@@ -5,7 +5,8 @@ DomainError
  ├── Forbidden       403  the person may not do this
  ├── Unauthorized    401  no valid credentials
  ├── Invalid         422  the request breaks a rule
- └── Conflict        409  the request clashes with the current state
+ ├── Conflict        409  the request clashes with the current state
+ └── Unavailable     503  a part the server needs (its database) does not answer
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "NotFound",
     "TooManyRequests",
     "Unauthorized",
+    "Unavailable",
     "install",
 ]
 
@@ -52,6 +54,10 @@ class Invalid(DomainError):
 
 class Conflict(DomainError):
     status_code = 409
+
+
+class Unavailable(DomainError):
+    status_code = 503
 
 
 class TooManyRequests(DomainError):

@@ -154,7 +154,7 @@ def start_zhihui(
     log_path = workdir / "zhihui.log"
     process = _serve(workdir, "up", port, log_path, args, env)
     zhihui = ZhihuiProcess(workdir=workdir, port=port, process=process, log_path=log_path)
-    _wait_answering(zhihui, "zhihui up", "/api/openapi.json", timeout)
+    _wait_answering(zhihui, "zhihui up", "/api/health", timeout)
     for line in zhihui.log().splitlines():
         if match := CREDENTIAL_LINE.match(line):
             zhihui.credentials[match.group(2)] = match.group(3)

@@ -34,13 +34,19 @@ def command_channel() -> str:
 
 
 class Bus(Protocol):
+    kind: str
+    """"in-process" or "redis"."""
+
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def publish(self, channel: str, message: ServerMessage) -> None: ...
     def subscribe(self, channel: str, subscriber: Subscriber) -> Callable[[], None]: ...
+    async def reachable(self) -> bool: ...
 
 
 class InProcessBus:
+    kind = "in-process"
+
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = defaultdict(set)
 
@@ -52,6 +58,10 @@ class InProcessBus:
 
     async def publish(self, channel: str, message: ServerMessage) -> None:
         self._deliver(channel, message)
+
+    async def reachable(self) -> bool:
+        """Whether a message published now would reach the other processes."""
+        return True
 
     def subscribe(self, channel: str, subscriber: Subscriber) -> Callable[[], None]:
         self._subscribers[channel].add(subscriber)
@@ -79,6 +89,8 @@ class RedisBus(InProcessBus):
     Redis channels are named ``<prefix>bus:<channel>``; deployments sharing one Redis use different
     prefixes (setting ``redis_prefix``).
     """
+
+    kind = "redis"
 
     def __init__(self, url: str, prefix: str = "zhihui:") -> None:
         super().__init__()
@@ -108,6 +120,13 @@ class RedisBus(InProcessBus):
         except Exception:
             # The message is in SQL already: its readers find it on their next poll of the log.
             logger.exception("redis bus: publish on %s failed; the push will be late", channel)
+
+    async def reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(2):
+                return bool(await self._redis.ping())
+        except Exception:
+            return False
 
     async def _listen(self) -> None:
         while True:

@@ -285,6 +285,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/api/grants/view"): Row(allow(200, WATCH), body=lambda w, c: {"stream_ids": [w.stream_id]}),
     ("GET", "/api/grants/public-key"): Row({column: 200 for column in COLUMNS}),  # public: relays verify
+    ("GET", "/api/health"): Row({column: 200 for column in COLUMNS}),  # public: load balancers ask
     ("POST", "/api/relay/events"): Row(  # relay nodes only, with their shared secret: no person at all
         {column: 401 for column in COLUMNS},
         body=lambda w, c: {"node": "rbac", "event": {"type": "relay_started", "at": "2026-01-01T00:00:00Z"}},
