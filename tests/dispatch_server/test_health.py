@@ -27,6 +27,12 @@ def _health(base_url: str) -> httpx.Response:
     return httpx.get(f"{base_url}/api/health", timeout=10)  # no credentials: it is public
 
 
+def _assert_healthy(base_url: str, *, database: str, bus: str) -> None:
+    response = _health(base_url)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "ok", "database": database, "bus": bus, "bus_reachable": True}
+
+
 def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -35,14 +41,7 @@ def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
 
 
 def test_a_server_on_its_embedded_defaults_is_healthy(zhihui: ZhihuiProcess) -> None:
-    response = _health(zhihui.base_url)
-    assert response.status_code == 200, response.text
-    assert response.json() == {
-        "status": "ok",
-        "database": "sqlite",
-        "bus": "in-process",
-        "bus_reachable": True,
-    }
+    _assert_healthy(zhihui.base_url, database="sqlite", bus="in-process")
 
 
 def test_a_database_that_stops_answering_is_a_503_until_it_answers_again(tmp_path: Path) -> None:
@@ -55,14 +54,7 @@ def test_a_database_that_stops_answering_is_a_503_until_it_answers_again(tmp_pat
             "ZHIHUI_REDIS_PREFIX": f"zhihui-test-{secrets.token_hex(6)}:",
         }
         with running_zhihui(tmp_path, **env) as zhihui:
-            healthy = _health(zhihui.base_url)
-            assert healthy.status_code == 200, healthy.text
-            assert healthy.json() == {
-                "status": "ok",
-                "database": "postgresql",
-                "bus": "redis",
-                "bus_reachable": True,
-            }
+            _assert_healthy(zhihui.base_url, database="postgresql", bus="redis")
 
             # The database refuses new connections and drops the server's: a clear 503, no trace.
             _run_async(_postgres_admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
