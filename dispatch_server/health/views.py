@@ -10,6 +10,7 @@ since every client reads SQL again (realtime/bus.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Literal
 
 from fastapi import APIRouter
@@ -22,6 +23,7 @@ from dispatch_server.errors import Unavailable
 __all__ = ["DATABASE_TIMEOUT_SECONDS", "HealthOut", "router"]
 
 router = APIRouter(prefix="/api", tags=["health"])
+logger = logging.getLogger(__name__)
 
 DATABASE_TIMEOUT_SECONDS = 3.0
 """A database slower than this to answer ``SELECT 1`` counts as not answering."""
@@ -50,6 +52,7 @@ async def health(context: Ctx) -> HealthOut:
                 await connection.execute(text("SELECT 1"))
     except Exception as error:  # whatever the driver raises: a refused, dropped or slow connection
         reason = "it did not answer in time" if isinstance(error, TimeoutError) else type(error).__name__
+        logger.warning("health check: the database does not answer: %r", error)  # the whole error, here only
         raise Unavailable(f"the database does not answer ({reason})") from error
     reachable = await context.bus.reachable()
     return HealthOut(

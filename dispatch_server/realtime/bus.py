@@ -35,7 +35,7 @@ def command_channel() -> str:
 
 class Bus(Protocol):
     kind: str
-    """"in-process" or "redis"."""
+    """Either "in-process" or "redis"."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
