@@ -76,12 +76,10 @@ def fetch_public_key(dispatch_url: str, *, wait_seconds: float = 60.0) -> Ed2551
 def create_relay_node_app(settings: Settings, *, key_wait_seconds: float = 60.0) -> FastAPI:
     """The relay alone, reporting to ``relay_node.dispatch_url`` (raises :class:`NodeConfigError`)."""
     node = settings.relay_node
-    if not node.dispatch_url:
-        raise NodeConfigError("set relay_node.dispatch_url: the dispatch server this relay reports to")
-    if node.secret is None:
-        raise NodeConfigError(
-            "set relay_node.secret: the secret shared with the dispatch server (the same value there)"
-        )
+    missing = node.missing_to_run_apart()
+    if missing is not None:
+        raise NodeConfigError(missing)
+    assert node.dispatch_url is not None and node.secret is not None
     if node.grant_public_key_file is not None:
         path = node.grant_public_key_file
         try:

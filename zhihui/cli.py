@@ -70,9 +70,9 @@ def up(
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "info",
 ) -> None:
     """Start the dispatch server and the media relay on this machine."""
+    base = _settings()  # settings that will not do are refused before the app's slow imports
     from dispatch_server.app import create_app
 
-    base = _settings()
     http = base.http.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -114,9 +114,13 @@ def relay(
 ) -> None:
     """Start a media relay alone, as a node of its own (R18): it reports to the dispatch server at
     relay_node.dispatch_url, with relay_node.secret. Exit code 2: settings missing or not valid."""
+    base = _settings()
+    missing = base.relay_node.missing_to_run_apart()
+    if missing is not None:  # said before the relay's slow imports
+        console.print(f"[red]{missing}[/red]", soft_wrap=True)
+        raise typer.Exit(2)
     from media_relay.node import NodeConfigError, create_relay_node_app
 
-    base = _settings()
     http = base.http.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )

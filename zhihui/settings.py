@@ -208,6 +208,14 @@ class RelayNodeSettings(_Section):
             raise ValueError("the relay secret must be at least 16 characters")
         return value
 
+    def missing_to_run_apart(self) -> str | None:
+        """What a relay run as a node of its own (``zhihui relay``) lacks to report, or None."""
+        if not self.dispatch_url:
+            return "set relay_node.dispatch_url: the dispatch server this relay reports to"
+        if self.secret is None:
+            return "set relay_node.secret: the secret shared with the dispatch server (the same value there)"
+        return None
+
 
 class RecordingSettings(_Section):
     root: Path = Field(Path("recordings"), description="Archive root.")
