@@ -66,7 +66,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
-from media_relay.forwarding.rtp_out import RtpParameters
+from media_relay.forwarding.rtp_out import RtpParameters, packetize
 from media_relay.forwarding.udp_batch import UdpBatchSender
 
 __all__ = [
@@ -216,6 +216,9 @@ class SilentTrack(MediaStreamTrack):
         super().stop()
 
 
+_FFI = srtp_binding.ffi
+
+
 class LeanSrtp:
     """``srtp_protect`` and ``srtp_unprotect`` on a pylibsrtp ``Session``'s own libsrtp context,
     without the allocations pylibsrtp makes on every call (an ``int *`` from cffi, the function
@@ -223,7 +226,7 @@ class LeanSrtp:
     the same bytes (tests/media_relay/test_aiortc_compat.py). Use it on the event loop's thread
     only, as the session itself is."""
 
-    __slots__ = ("_buffer", "_cdata", "_context", "_length", "session")
+    __slots__ = ("_buffer", "_cdata", "_context", "_length", "address", "session")
 
     BUFFER_BYTES = 2048
     """Room for any datagram the relay takes in (a link's MTU is 1500) and its SRTP trailer."""
@@ -232,9 +235,14 @@ class LeanSrtp:
         self.session = session
         """The session whose context this uses: kept, so that the context lives as long."""
         self._context = session._srtp[0]
+        self.address = int(srtp_binding.ffi.cast("uintptr_t", self._context))
+        """Where the libsrtp context is, for C that protects with it (``forwarding/_rtpsend.c``)."""
         self._cdata = srtp_binding.ffi.new("char[]", self.BUFFER_BYTES)
         self._buffer = srtp_binding.ffi.buffer(self._cdata)
         self._length = srtp_binding.ffi.new("int *")
+
+    protect_address = int(_FFI.cast("uintptr_t", _FFI.addressof(srtp_binding.lib, "srtp_protect")))
+    """Where pylibsrtp's libsrtp keeps ``srtp_protect``: C calls the library that made the context."""
 
     def protect(self, packet: bytes, _protect: Any = srtp_binding.lib.srtp_protect) -> bytes:
         return self._process(packet, _protect, pylibsrtp.SRTP_MAX_TRAILER_LEN)
@@ -324,22 +332,53 @@ class SenderOutput:
         pair = self._pair()
         if pair is None:
             return
+        protect = self._lean_srtp().protect
+        batches = self._batches_for(pair)
+        if batches is not None:
+            batches.send([protect(data) for data in packets], pair.remote_addr)
+        else:
+            self._relay([protect(data) for data in packets], pair)
+
+    def send_frame(
+        self,
+        header: bytes,
+        payloads: tuple[bytes, ...],
+        sequence: int,
+        marker: int,
+        history: list[bytes | None],
+    ) -> tuple[int, int]:
+        pair = self._pair()
+        batches = self._batches_for(pair) if pair is not None else None
+        if batches is not None:
+            return batches.send_frame(
+                pair.remote_addr, self._lean_srtp(), header, payloads, sequence, marker, history
+            )
+        packets, sequence, octets = packetize(header, payloads, sequence, marker, history)
+        self.send(packets)
+        return sequence, octets
+
+    def _lean_srtp(self) -> LeanSrtp:
         srtp = self._srtp
         if srtp is None or srtp.session is not self._dtls._tx_srtp:
             srtp = self._srtp = LeanSrtp(self._dtls._tx_srtp)  # or a new session: a DTLS restart
-        protect = srtp.protect
+        return srtp
+
+    def _batches_for(self, pair: Any) -> UdpBatchSender | None:
+        """The batching sender on the pair's own socket; None for a TURN allocation."""
         protocol = pair.protocol
-        address = pair.remote_addr
-        if type(protocol) is aioice.ice.StunProtocol and protocol.transport is not None:
-            batches = self._batches
-            if batches is None or batches.transport is not protocol.transport:
-                batches = self._batches = UdpBatchSender(protocol.transport)
-            batches.send([protect(data) for data in packets], address)
-        else:  # a TURN allocation: its own (ordered) coroutine per packet
-            for data in packets:
-                task = asyncio.ensure_future(protocol.send_data(protect(data), address))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+        if type(protocol) is not aioice.ice.StunProtocol or protocol.transport is None:
+            return None
+        batches = self._batches
+        if batches is None or batches.transport is not protocol.transport:
+            batches = self._batches = UdpBatchSender(protocol.transport)
+        return batches
+
+    def _relay(self, datagrams: list[bytes], pair: Any) -> None:
+        """Through a TURN allocation: its own (ordered) coroutine per datagram."""
+        for data in datagrams:
+            task = asyncio.ensure_future(pair.protocol.send_data(data, pair.remote_addr))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
 
     def sent(self, *, packets: int, octets: int, rtp_timestamp: int) -> None:
         sender = self._sender

@@ -3,8 +3,9 @@
 Each complete frame the publisher's assembler releases carries the RTP payloads it came in. A
 viewer gets those payloads as they are (nothing decoded, nothing repacketized) under its own
 header: its payload type, its SSRC, its sequence numbers with no gaps, its timestamp origin.
-This is the relay's hot path, so it does little per packet: one ``struct`` pack, two
-concatenations, and the output's protect-and-send.
+This is the relay's hot path: per frame, the forwarder makes the header once, and the output
+makes each packet, keeps it for retransmission, protects and sends it (in C, for a viewer's
+socket: ``_rtpsend.c``; :func:`packetize` is the same in Python).
 
 - A video viewer starts on a keyframe, and after any drop waits for the next one and asks for it.
 - Before the viewer's connection is up, frames since the last keyframe wait in a bounded buffer;
@@ -28,12 +29,13 @@ from typing import Protocol
 
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
 
-__all__ = ["HISTORY", "RtpForwarder", "RtpOutput", "RtpParameters"]
+__all__ = ["HISTORY", "RtpForwarder", "RtpOutput", "RtpParameters", "packetize"]
 
 HISTORY = 512
 """Packets kept per viewer for retransmission: about 3 s of 720p at 1.5 Mbit/s (some 600 kB)."""
 
 _HEADER = struct.Struct("!BBHII")
+_START = struct.Struct("!BBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,19 @@ class RtpOutput(Protocol):
 
     def send(self, packets: list[bytes]) -> None:
         """Protect and send RTP packets, in order, without waiting."""
+        ...
+
+    def send_frame(
+        self,
+        header: bytes,
+        payloads: tuple[bytes, ...],
+        sequence: int,
+        marker: int,
+        history: list[bytes | None],
+    ) -> tuple[int, int]:
+        """Send a frame's payloads as :func:`packetize` makes them (keeping each packet in
+        ``history``), protected, in order, without waiting; return the next sequence number and
+        the payload octets."""
         ...
 
     def sent(self, *, packets: int, octets: int, rtp_timestamp: int) -> None:
@@ -183,29 +198,37 @@ class RtpForwarder:
 
     def _send(self, frame: EncodedFrame) -> None:
         params = self._output.parameters
-        first = 0x90 if params.extension else 0x80
         timestamp = (self._ts_origin + frame.timestamp) & 0xFFFFFFFF
-        payloads = frame.payloads
-        last = len(payloads) - 1
+        header = (
+            _HEADER.pack(0x90 if params.extension else 0x80, params.payload_type, 0, timestamp, params.ssrc)
+            + params.extension
+        )
         # Video: the marker ends a frame (RFC 7741, RFC 6184). Audio: no talkspurts are signalled.
-        marker_last = 0x80 if self.kind is MediaKind.VIDEO else 0
-        pack = _HEADER.pack
-        extension = params.extension
-        payload_type = params.payload_type
-        ssrc = params.ssrc
-        history = self._history
-        seq = self._seq
-        packets = []
-        octets = 0
-        for i, payload in enumerate(payloads):
-            marker = marker_last if i == last else 0
-            data = pack(first, marker | payload_type, seq, timestamp, ssrc) + extension + payload
-            history[seq % HISTORY] = data
-            packets.append(data)
-            octets += len(payload)
-            seq = (seq + 1) & 0xFFFF
-        self._seq = seq
-        self._output.send(packets)
-        self._output.sent(packets=len(packets), octets=octets, rtp_timestamp=timestamp)
-        self.packets_sent += len(packets)
+        marker = 0x80 if self.kind is MediaKind.VIDEO else 0
+        payloads = frame.payloads
+        self._seq, octets = self._output.send_frame(header, payloads, self._seq, marker, self._history)
+        self._output.sent(packets=len(payloads), octets=octets, rtp_timestamp=timestamp)
+        self.packets_sent += len(payloads)
         self.frames_sent += 1
+
+
+def packetize(
+    header: bytes, payloads: tuple[bytes, ...], sequence: int, marker: int, history: list[bytes | None]
+) -> tuple[list[bytes], int, int]:
+    """A frame's RTP packets: ``header`` (sequence number and marker 0, see
+    :meth:`RtpOutput.send_frame`) before each payload, with the next sequence number from
+    ``sequence`` and ``marker`` on the last; each kept in ``history`` at its sequence number modulo
+    the history's length. Returns the packets, the next sequence number and the payload octets."""
+    first, second = header[0], header[1] & 0x7F
+    rest = header[4:]
+    size = len(history)
+    last = len(payloads) - 1
+    packets = []
+    octets = 0
+    for i, payload in enumerate(payloads):
+        data = _START.pack(first, second | marker if i == last else second, sequence) + rest + payload
+        history[sequence % size] = data
+        packets.append(data)
+        octets += len(payload)
+        sequence = (sequence + 1) & 0xFFFF
+    return packets, sequence, octets

@@ -10,18 +10,27 @@ last, so a frame usually goes in one call.
 Where the kernel refuses (another system, an old kernel, a device without it), or the socket is
 full, the datagrams go through the asyncio transport as before: it queues what the socket does not
 take, and its queue is what the forwarder watches to drop frames for a viewer that falls behind.
+
+A whole frame (:meth:`UdpBatchSender.send_frame`) is made, protected and sent in C
+(``_rtpsend.c``): its packets' headers, the history, SRTP and the ``sendmmsg`` call, with no Python
+per packet.
 """
 
 from __future__ import annotations
 
 import _socket
+import errno
 import logging
+import os
 import socket
 import struct
 import sys
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["UdpBatchSender"]
+from media_relay.forwarding import _rtpsend
+from media_relay.forwarding.rtp_out import packetize
+
+__all__ = ["SrtpContext", "UdpBatchSender"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +40,24 @@ MAX_SEGMENTS = 64  # the kernel's UDP_MAX_SEGMENTS (64; 128 since Linux 6.x)
 MAX_BYTES = 60_000  # under the 64 KiB a single send can carry, with room for the headers
 
 _SEGMENT_SIZE = struct.Struct("=H")
+_FULL = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS})
+"""A socket that takes nothing more for now: not a refusal of segmentation offload."""
+
+
+class SrtpContext(Protocol):
+    """An SRTP session that C can use directly (``aiortc_compat.LeanSrtp``)."""
+
+    @property
+    def address(self) -> int:
+        """Where libsrtp's context (``srtp_t``) is."""
+        ...
+
+    @property
+    def protect_address(self) -> int:
+        """Where the libsrtp function that made it keeps ``srtp_protect``."""
+        ...
+
+    def protect(self, packet: bytes) -> bytes: ...
 
 
 class UdpBatchSender:
@@ -41,6 +68,8 @@ class UdpBatchSender:
         self._transport = transport
         sock = transport.get_extra_info("socket")
         self._segmenting = sys.platform == "linux" and sock is not None
+        self._native = self._segmenting
+        """Whether whole frames go through ``_rtpsend`` (Linux's ``sendmmsg``, a real socket)."""
         if sock is not None:
             self._fd = sock.fileno()
             self._family = sock.family
@@ -92,6 +121,46 @@ class UdpBatchSender:
             self._send_rest(datagrams, start, address)
         finally:
             sock.detach()
+
+    def send_frame(
+        self,
+        address: tuple[Any, ...],
+        srtp: SrtpContext,
+        header: bytes,
+        payloads: tuple[bytes, ...],
+        sequence: int,
+        marker: int,
+        history: list[bytes | None],
+    ) -> tuple[int, int]:
+        """A frame's packets (see ``rtp_out.RtpOutput.send_frame``), protected with ``srtp`` and
+        sent to ``address``; the next sequence number and the payload octets."""
+        transport = self._transport
+        if not self._native or transport.is_closing() or transport.get_write_buffer_size():
+            packets, sequence, octets = packetize(header, payloads, sequence, marker, history)
+            protect = srtp.protect
+            self.send([protect(data) for data in packets], address)
+            return sequence, octets
+        sequence, octets, unsent, error = _rtpsend.send_frame(
+            self._fd,
+            self._family,
+            address,
+            self._segmenting,
+            srtp.address,
+            srtp.protect_address,
+            header,
+            payloads,
+            sequence,
+            marker,
+            history,
+        )
+        if error and error not in _FULL and self._segmenting:
+            self._segmenting = False
+            logger.info(
+                "UDP segmentation offload refused (%s): sending datagrams one by one", os.strerror(error)
+            )
+        for data in unsent:  # in order, after what the socket took: the transport queues them
+            transport.sendto(data, address)
+        return sequence, octets
 
     def _send_rest(self, datagrams: list[bytes], start: int, address: tuple[Any, ...]) -> None:
         for data in datagrams[start:]:

@@ -9,7 +9,7 @@ import itertools
 from media_relay import aiortc_compat
 from media_relay.forwarding.fanout import TrackFanout
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
-from media_relay.forwarding.rtp_out import RtpForwarder, RtpParameters
+from media_relay.forwarding.rtp_out import RtpForwarder, RtpParameters, packetize
 from tests.conftest import ApiClient
 from tests.media import publishing, watching
 from tests.media_relay.test_publish_and_view import _decoded_video_frames, _stream_folder
@@ -43,6 +43,18 @@ class SocketQueue:
 
     def send(self, packets: list[bytes]) -> None:
         self.packets.extend(packets)
+
+    def send_frame(
+        self,
+        header: bytes,
+        payloads: tuple[bytes, ...],
+        sequence: int,
+        marker: int,
+        history: list[bytes | None],
+    ) -> tuple[int, int]:
+        packets, sequence, octets = packetize(header, payloads, sequence, marker, history)
+        self.send(packets)
+        return sequence, octets
 
     def sent(self, *, packets: int, octets: int, rtp_timestamp: int) -> None:
         pass
