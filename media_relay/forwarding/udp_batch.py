@@ -70,6 +70,8 @@ class UdpBatchSender:
         self._segmenting = sys.platform == "linux" and sock is not None
         self._native = self._segmenting
         """Whether whole frames go through ``_rtpsend`` (Linux's ``sendmmsg``, a real socket)."""
+        self._native_address: tuple[Any, ...] | None = None
+        """The address ``_rtpsend`` was last found to take."""
         if sock is not None:
             self._fd = sock.fileno()
             self._family = sock.family
@@ -135,7 +137,12 @@ class UdpBatchSender:
         """A frame's packets (see ``rtp_out.RtpOutput.send_frame``), protected with ``srtp`` and
         sent to ``address``; the next sequence number and the payload octets."""
         transport = self._transport
-        if not self._native or transport.is_closing() or transport.get_write_buffer_size():
+        if (
+            not self._native
+            or (address is not self._native_address and not self._takes(address))
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
             packets, sequence, octets = packetize(header, payloads, sequence, marker, history)
             protect = srtp.protect
             self.send([protect(data) for data in packets], address)
@@ -161,6 +168,16 @@ class UdpBatchSender:
         for data in unsent:  # in order, after what the socket took: the transport queues them
             transport.sendto(data, address)
         return sequence, octets
+
+    def _takes(self, address: tuple[Any, ...]) -> bool:
+        """Whether ``_rtpsend`` takes ``address`` as it is: a numeric address of the socket's family
+        (an IPv6 zone, ``fe80::1%eth0``, it does not read)."""
+        try:
+            socket.inet_pton(self._family, address[0])
+        except (OSError, TypeError, IndexError):
+            return False
+        self._native_address = address
+        return True
 
     def _send_rest(self, datagrams: list[bytes], start: int, address: tuple[Any, ...]) -> None:
         for data in datagrams[start:]:

@@ -197,3 +197,21 @@ def test_bad_payloads_are_refused_before_anything_is_sent_or_kept() -> None:
             receiving.recv(2048)
         assert send((b"y" * 10,))[:2] == (2, 10)  # and the next frame goes
         assert receiving.recv(2048)
+
+
+async def test_an_address_the_c_path_cannot_read_goes_the_python_way() -> None:
+    """An IPv6 address with a zone (``fe80::1%lo``): the frame is sent as Python sends it."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("::1", 0))
+    try:
+        c_srtp = twin_sessions(PROFILES[0])[0]
+        sender = UdpBatchSender(transport)
+        frame = (header(0), payloads([700] * 3))
+        history: list[bytes | None] = [None] * HISTORY
+        assert sender.send_frame(("fe80::1%lo", 5004), c_srtp, *frame, 1, 0x80, history) == (4, 2100)
+        assert sender.calls == 1  # Python's segmented send, not _rtpsend's
+        expected: list[bytes | None] = [None] * HISTORY
+        packetize(*frame, 1, 0x80, expected)
+        assert history == expected
+    finally:
+        transport.close()
