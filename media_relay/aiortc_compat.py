@@ -33,7 +33,6 @@ import logging
 import queue
 import random
 import socket
-import struct
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator
@@ -66,6 +65,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
+from media_relay.forwarding import _datapath
 from media_relay.forwarding.rtp_out import RtpParameters, packetize
 from media_relay.forwarding.udp_batch import UdpBatchSender
 
@@ -236,13 +236,15 @@ class LeanSrtp:
         """The session whose context this uses: kept, so that the context lives as long."""
         self._context = session._srtp[0]
         self.address = int(srtp_binding.ffi.cast("uintptr_t", self._context))
-        """Where the libsrtp context is, for C that protects with it (``forwarding/_rtpsend.c``)."""
+        """Where the libsrtp context is, for C that protects with it (``forwarding/_datapath.c``)."""
         self._cdata = srtp_binding.ffi.new("char[]", self.BUFFER_BYTES)
         self._buffer = srtp_binding.ffi.buffer(self._cdata)
         self._length = srtp_binding.ffi.new("int *")
 
     protect_address = int(_FFI.cast("uintptr_t", _FFI.addressof(srtp_binding.lib, "srtp_protect")))
     """Where pylibsrtp's libsrtp keeps ``srtp_protect``: C calls the library that made the context."""
+    unprotect_address = int(_FFI.cast("uintptr_t", _FFI.addressof(srtp_binding.lib, "srtp_unprotect")))
+    """And ``srtp_unprotect``."""
 
     def protect(self, packet: bytes, _protect: Any = srtp_binding.lib.srtp_protect) -> bytes:
         return self._process(packet, _protect, pylibsrtp.SRTP_MAX_TRAILER_LEN)
@@ -525,6 +527,8 @@ def _demultiplexer(
 def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
     now_ms = ntp_ms
     lean: LeanSrtp | None = None
+    receive = _datapath.receive
+    ssrc_table = dtls._rtp_router.ssrc_table
 
     def data_received(data: bytes, component: int) -> None:
         nonlocal lean
@@ -534,26 +538,37 @@ def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callabl
             return
         dtls._RTCDtlsTransport__rx_bytes += len(data)
         dtls._RTCDtlsTransport__rx_packets += 1
-        try:
-            if is_rtcp(data):
+        if is_rtcp(data):
+            try:
                 _run_eagerly(dtls._handle_rtcp_data(srtp.unprotect_rtcp(data)))
-                return
-            if lean is None or lean.session is not srtp:
-                lean = LeanSrtp(srtp)  # the first packet, or a new session after a DTLS restart
-            data = lean.unprotect(data)
-        except (pylibsrtp.Error, ValueError):
-            return  # as aiortc does: a packet that does not authenticate is dropped
-        arrival_time_ms = now_ms()
-        receiver = dtls._rtp_router.ssrc_table.get(int.from_bytes(data[8:12])) if len(data) >= 12 else None
+            except (pylibsrtp.Error, ValueError):
+                pass  # as aiortc does: a packet that does not authenticate is dropped
+            return
+        if lean is None or lean.session is not srtp:
+            lean = LeanSrtp(srtp)  # the first packet, or a new session after a DTLS restart
+        # The SSRC is in the clear (RFC 3711 3.1): the receiver is known before unprotecting.
+        receiver = ssrc_table.get(int.from_bytes(data[8:12])) if len(data) >= 12 else None
         fast = getattr(receiver, "_zhihui_fast", None)
-        if fast is None or not fast.receive(data, arrival_time_ms):
-            _run_eagerly(dtls._handle_rtp_data(data, arrival_time_ms=arrival_time_ms))
+        if fast is not None:
+            packet = receive(lean.address, LeanSrtp.unprotect_address, data)
+            if packet is None:
+                return  # as aiortc does: a packet that does not authenticate is dropped
+            arrival_time_ms = now_ms()
+            if isinstance(packet, bytes):
+                plain = packet  # a header the fast path does not take
+            elif fast.receive(packet, arrival_time_ms):
+                return
+            else:
+                plain = packet[0]
+        else:
+            try:
+                plain = lean.unprotect(data)
+            except (pylibsrtp.Error, ValueError):
+                return
+            arrival_time_ms = now_ms()
+        _run_eagerly(dtls._handle_rtp_data(plain, arrival_time_ms=arrival_time_ms))
 
     return data_received
-
-
-_RTP_HEADER = struct.Struct("!HII")
-_EXTENSION_HEADER = struct.Struct("!HH")
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -580,7 +595,7 @@ class _FastReceive:
     packet: the estimator groups packets sent together anyway (aiortc's ``InterArrival``, 5 ms
     groups), and a frame's packets are sent together. :meth:`receive` returns False for what it
     leaves to aiortc: retransmissions (RTX), unknown payload types, a new SSRC (aiortc sets up its
-    statistics), a malformed header.
+    statistics); ``_datapath.receive`` leaves it a malformed header.
     """
 
     def __init__(self, receiver: RTCRtpReceiver, assembler: Any, nacks: Any | None, estimator: Any) -> None:
@@ -595,44 +610,26 @@ class _FastReceive:
         self._codecs: dict[int, RTCRtpCodecParameters] | None = None
         self._depayloaders: dict[int, Callable[[bytes], bytes] | None] = {}
 
-    def receive(self, data: bytes, arrival_time_ms: int) -> bool:
+    def receive(self, packet: tuple[Any, ...], arrival_time_ms: int) -> bool:
+        """Take a packet as ``_datapath.receive`` read it; False to leave it to aiortc."""
+        _, payload_type, marker, sequence_number, timestamp, ssrc, extension, payload, padding, skip = packet
         receiver = self._receiver
-        first = data[0]
-        payload_type = data[1] & 0x7F
         codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
         if codecs is not self._codecs:
             self._codecs = codecs
             self._depayloaders = {pt: _depayloader(codec) for pt, codec in codecs.items()}
         depayloader = self._depayloaders.get(payload_type)
-        if depayloader is None or first >> 6 != 2:
+        if depayloader is None:
             return False
-        sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data, 2)
         statistics = receiver._RTCRtpReceiver__remote_streams.get(ssrc)  # type: ignore[attr-defined]
         if statistics is None:
             return False
-        pos = 12 + 4 * (first & 0x0F)
-        extension = None
-        if first & 0x10:
-            if len(data) < pos + 4:
-                return False
-            profile, length = _EXTENSION_HEADER.unpack_from(data, pos)
-            extension = (profile, data[pos + 4 : pos + 4 + 4 * length])
-            pos += 4 + 4 * length
-        end = len(data)
-        if first & 0x20:
-            padding = data[-1]
-            if not padding or padding > end - pos:
-                return False
-            end -= padding
-        elif pos > end:
-            return False
         if not receiver._enabled:
             return True
-        packet = _Packet(payload_type, data[1] >> 7, sequence_number, timestamp, ssrc, data[pos:end])
-        packet.padding_size = len(data) - end
+        rtp = _Packet(payload_type, marker, sequence_number, timestamp, ssrc, payload, padding)
         self.packets += 1
         try:
-            self._handle(packet, depayloader, statistics, extension, arrival_time_ms)
+            self._handle(rtp, depayloader, statistics, extension, arrival_time_ms, skip)
         except Exception:
             logger.exception("handling a media packet failed")
         return True
@@ -644,6 +641,7 @@ class _FastReceive:
         statistics: Any,
         extension: Any,
         arrival_time_ms: int,
+        vp8_skip: int,
     ) -> None:
         receiver = self._receiver
         statistics.add(packet)
@@ -659,10 +657,15 @@ class _FastReceive:
         if nacks is not None and nacks.add(packet):
             _run_eagerly(receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing)))
         if packet.payload:
-            try:
-                packet._data = depayloader(packet.payload)
-            except ValueError:
-                return  # as aiortc does: a payload that does not parse is dropped
+            if depayloader is _vp8_depayload:  # as _datapath.receive measured its descriptor
+                if vp8_skip < 0:
+                    return  # as aiortc does: a payload that does not parse is dropped
+                packet._data = packet.payload[vp8_skip:]
+            else:
+                try:
+                    packet._data = depayloader(packet.payload)
+                except ValueError:
+                    return
         self._assembler.add(packet)
 
     def _end_of_frame(self, packet: _Packet, extension: Any, arrival_time_ms: int) -> None:

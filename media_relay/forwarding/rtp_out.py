@@ -5,7 +5,7 @@ viewer gets those payloads as they are (nothing decoded, nothing repacketized) u
 header: its payload type, its SSRC, its sequence numbers with no gaps, its timestamp origin.
 This is the relay's hot path: per frame, the forwarder makes the header once, and the output
 makes each packet, keeps it for retransmission, protects and sends it (in C, for a viewer's
-socket: ``_rtpsend.c``; :func:`packetize` is the same in Python).
+socket: ``_datapath.c``; :func:`packetize` is the same in Python).
 
 - A video viewer starts on a keyframe, and after any drop waits for the next one and asks for it.
 - Before the viewer's connection is up, frames since the last keyframe wait in a bounded buffer;

@@ -12,7 +12,7 @@ full, the datagrams go through the asyncio transport as before: it queues what t
 take, and its queue is what the forwarder watches to drop frames for a viewer that falls behind.
 
 A whole frame (:meth:`UdpBatchSender.send_frame`) is made, protected and sent in C
-(``_rtpsend.c``): its packets' headers, the history, SRTP and the ``sendmmsg`` call, with no Python
+(``_datapath.c``): its packets' headers, the history, SRTP and the ``sendmmsg`` call, with no Python
 per packet.
 """
 
@@ -27,7 +27,7 @@ import struct
 import sys
 from typing import Any, Protocol
 
-from media_relay.forwarding import _rtpsend
+from media_relay.forwarding import _datapath
 from media_relay.forwarding.rtp_out import packetize
 
 __all__ = ["SrtpContext", "UdpBatchSender"]
@@ -69,9 +69,9 @@ class UdpBatchSender:
         sock = transport.get_extra_info("socket")
         self._segmenting = sys.platform == "linux" and sock is not None
         self._native = self._segmenting
-        """Whether whole frames go through ``_rtpsend`` (Linux's ``sendmmsg``, a real socket)."""
+        """Whether whole frames go through ``_datapath`` (Linux's ``sendmmsg``, a real socket)."""
         self._native_address: tuple[Any, ...] | None = None
-        """The address ``_rtpsend`` was last found to take."""
+        """The address ``_datapath`` was last found to take."""
         if sock is not None:
             self._fd = sock.fileno()
             self._family = sock.family
@@ -147,7 +147,7 @@ class UdpBatchSender:
             protect = srtp.protect
             self.send([protect(data) for data in packets], address)
             return sequence, octets
-        sequence, octets, unsent, error = _rtpsend.send_frame(
+        sequence, octets, unsent, error = _datapath.send_frame(
             self._fd,
             self._family,
             address,
@@ -170,7 +170,7 @@ class UdpBatchSender:
         return sequence, octets
 
     def _takes(self, address: tuple[Any, ...]) -> bool:
-        """Whether ``_rtpsend`` takes ``address`` as it is: a numeric address of the socket's family
+        """Whether ``_datapath`` takes ``address`` as it is: a numeric address of the socket's family
         (an IPv6 zone, ``fe80::1%eth0``, it does not read)."""
         try:
             socket.inet_pton(self._family, address[0])

@@ -16,3 +16,7 @@ def send_frame(
     history: list[bytes | None],
     /,
 ) -> tuple[int, int, list[bytes], int]: ...
+
+def receive(
+    srtp_context: int, srtp_unprotect: int, datagram: bytes, /
+) -> bytes | tuple[bytes, int, int, int, int, int, tuple[int, bytes] | None, bytes, int, int] | None: ...

@@ -1,7 +1,12 @@
-"""A viewer's frames leave through the C send path (``forwarding/_rtpsend.c``) as the same datagrams
-Python makes: the same RTP packets in the history, the same SRTP bytes on the wire, in order, on
-every way out (one system call, a socket refusing segmentation offload, a transport with a queue),
-and bad input refused before anything is sent (R1, issue 3)."""
+"""The relay's per-packet work in C (``forwarding/_datapath.c``, R1, issue 3).
+
+In: a publisher's SRTP datagram is unprotected and read as aiortc reads it; what does not
+authenticate is dropped, and a header the fast path does not take goes back to aiortc plain.
+
+Out: a viewer's frames leave as the same datagrams Python makes: the same RTP packets in the
+history, the same SRTP bytes on the wire, in order, on every way out (one system call, a socket
+refusing segmentation offload, a transport with a queue), and bad input refused before anything is
+sent."""
 
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ from typing import Any
 
 import pylibsrtp
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from media_relay import aiortc_compat
-from media_relay.forwarding import _rtpsend
+from media_relay.forwarding import _datapath
 from media_relay.forwarding.rtp_out import HISTORY, packetize
 from media_relay.forwarding.udp_batch import UdpBatchSender
 
@@ -167,7 +174,7 @@ def test_bad_payloads_are_refused_before_anything_is_sent_or_kept() -> None:
         history: list[bytes | None] = [None] * 8
 
         def send(frame_payloads: Any, frame_header: bytes = header(0)) -> Any:
-            return _rtpsend.send_frame(
+            return _datapath.send_frame(
                 sending.fileno(),
                 socket.AF_INET,
                 receiving.getsockname(),
@@ -182,13 +189,13 @@ def test_bad_payloads_are_refused_before_anything_is_sent_or_kept() -> None:
             )
 
         with pytest.raises(ValueError, match="too long"):
-            send((b"x" * 100, b"x" * _rtpsend.MAX_PACKET))
+            send((b"x" * 100, b"x" * _datapath.MAX_PACKET))
         with pytest.raises(TypeError):
             send((b"x" * 100, "not bytes"))
         with pytest.raises(ValueError, match="bad header"):
             send((b"x",), frame_header=b"\x80" * 11)
         with pytest.raises(ValueError, match="not an IPv4 address"):
-            _rtpsend.send_frame(
+            _datapath.send_frame(
                 sending.fileno(), socket.AF_INET, ("nowhere", 9), True, srtp.address,
                 srtp.protect_address, header(0), (b"x",), 1, 0x80, history,
             )  # fmt: skip
@@ -209,9 +216,155 @@ async def test_an_address_the_c_path_cannot_read_goes_the_python_way() -> None:
         frame = (header(0), payloads([700] * 3))
         history: list[bytes | None] = [None] * HISTORY
         assert sender.send_frame(("fe80::1%lo", 5004), c_srtp, *frame, 1, 0x80, history) == (4, 2100)
-        assert sender.calls == 1  # Python's segmented send, not _rtpsend's
+        assert sender.calls == 1  # Python's segmented send, not _datapath's
         expected: list[bytes | None] = [None] * HISTORY
         packetize(*frame, 1, 0x80, expected)
         assert history == expected
     finally:
         transport.close()
+
+
+# -- in ------------------------------------------------------------------------------------------
+
+
+def inbound_pair(profile: int) -> tuple[pylibsrtp.Session, aiortc_compat.LeanSrtp]:
+    """An outbound session and the relay's inbound one, on one key."""
+    key = os.urandom(28 if profile == pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM else 30)
+    return tuple(  # type: ignore[return-value]
+        make(pylibsrtp.Session(policy=pylibsrtp.Policy(key=key, ssrc_type=direction, srtp_profile=profile)))
+        for make, direction in (
+            (lambda session: session, pylibsrtp.Policy.SSRC_ANY_OUTBOUND),
+            (aiortc_compat.LeanSrtp, pylibsrtp.Policy.SSRC_ANY_INBOUND),
+        )
+    )
+
+
+def receive(srtp: aiortc_compat.LeanSrtp, datagram: bytes) -> Any:
+    return _datapath.receive(srtp.address, aiortc_compat.LeanSrtp.unprotect_address, datagram)
+
+
+def rtp_packet(
+    sequence: int, *, marker: int = 0, extensions: bool = True, csrcs: int = 0, padding: int = 0
+) -> bytes:
+    packet = RtpPacket(
+        payload_type=96,
+        marker=marker,
+        sequence_number=sequence,
+        timestamp=sequence * 3000 + 7,
+        ssrc=0xCAFE0001,
+    )
+    packet.csrc = [0x1000 + n for n in range(csrcs)]
+    if extensions:
+        packet.extensions.abs_send_time = 0x123456
+        packet.extensions.mid = "v1"
+    packet.payload = b"\x90\x80\x05" + os.urandom(200)
+    packet.padding_size = padding
+    return packet.serialize(EXTENSIONS)
+
+
+EXTENSIONS = HeaderExtensionsMap()
+EXTENSIONS.configure(
+    RTCRtpParameters(
+        headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(
+                id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+            ),
+        ]
+    )
+)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_datagram_in_is_read_as_aiortc_reads_it(profile: int) -> None:
+    outbound, inbound = inbound_pair(profile)
+    cases = [
+        {},
+        {"marker": 1},
+        {"marker": 1, "extensions": False},
+        {"csrcs": 2, "marker": 1},
+        {"padding": 17, "marker": 1},
+        {"padding": 1},
+    ]
+    for sequence, case in enumerate(cases, start=40):
+        plain = rtp_packet(sequence, **case)
+        read = receive(inbound, outbound.protect(plain))
+        assert isinstance(read, tuple), case
+        theirs = RtpPacket.parse(plain, EXTENSIONS)
+        (
+            got_plain,
+            payload_type,
+            marker,
+            sequence_number,
+            timestamp,
+            ssrc,
+            extension,
+            payload,
+            padding,
+            skip,
+        ) = read
+        assert got_plain == plain
+        assert (payload_type, marker, sequence_number, timestamp, ssrc, payload, padding) == (
+            theirs.payload_type,
+            theirs.marker,
+            theirs.sequence_number,
+            theirs.timestamp,
+            theirs.ssrc,
+            theirs.payload,
+            theirs.padding_size,
+        ), case
+        assert skip == 3  # the VP8 descriptor in front of the payload
+        if marker and case.get("extensions", True):
+            assert EXTENSIONS.get(*extension).abs_send_time == 0x123456
+        else:
+            assert extension is None  # read for a frame's last packet only
+
+
+def test_what_does_not_authenticate_or_cannot_be_srtp_is_dropped() -> None:
+    outbound, inbound = inbound_pair(PROFILES[0])
+    protected = outbound.protect(rtp_packet(1))
+    assert receive(inbound, protected[:-1] + bytes([protected[-1] ^ 1])) is None  # tampered
+    assert isinstance(receive(inbound, protected), tuple)
+    assert receive(inbound, protected) is None  # replayed
+    assert receive(inbound, b"\x80" * 11) is None  # too short for a header
+    assert receive(inbound, b"\x80" * 4000) is None  # too long for any link
+
+
+def test_a_header_the_fast_path_does_not_take_comes_back_plain() -> None:
+    """Malformed or unusual headers go to aiortc's own path, as the plain packet."""
+    outbound, inbound = inbound_pair(PROFILES[0])
+    good = rtp_packet(9, extensions=False)
+    too_much_padding = bytes([good[0] | 0x20]) + good[1:-1] + b"\xff"
+    zero_padding = bytes([good[0] | 0x20]) + good[1:-1] + b"\x00"
+    version_1 = bytes([(good[0] & 0x3F) | 0x40]) + good[1:]
+    # (An extension longer than the packet: libsrtp refuses to protect or unprotect it.)
+    for sequence, plain in enumerate([too_much_padding, zero_padding, version_1], start=10):
+        plain = plain[:2] + sequence.to_bytes(2) + plain[4:]
+        assert receive(inbound, outbound.protect(plain)) == plain
+
+
+def test_vp8_descriptors_are_measured_as_the_python_depayloader_reads_them() -> None:
+    """Every descriptor of up to 5 bytes whose flag bits matter, with and without a payload after."""
+    outbound, inbound = inbound_pair(PROFILES[0])
+    firsts = [0x00, 0x10, 0x80, 0x90]
+    extendeds = [0x00, 0x10, 0x20, 0x40, 0x80, 0xF0, 0xC0]
+    descriptors = {bytes([first]) for first in firsts}
+    for first in firsts:
+        for extended in extendeds:
+            for picture_id in (b"", b"\x05", b"\x81", b"\x81\x23"):
+                for tail in (b"", b"\x07", b"\x07\x40"):
+                    descriptors.add((bytes([first, extended]) + picture_id + tail)[:5])
+    base = rtp_packet(1, extensions=False)[:12]
+    sequence = 100
+    for descriptor in sorted(descriptors):
+        for payload in (descriptor, descriptor + b"frame"):
+            plain = base[:2] + sequence.to_bytes(2) + base[4:] + payload
+            sequence += 1
+            read = receive(inbound, outbound.protect(plain))
+            assert isinstance(read, tuple)
+            try:
+                expected = aiortc_compat._vp8_depayload(payload)
+            except ValueError:
+                assert read[9] == -1, payload
+            else:
+                assert payload[read[9] :] == expected, payload

@@ -1,20 +1,26 @@
-/* A viewer's frame out, in C: the relay's per-packet send path (issue 3).
+/* The relay's per-packet work in C (issue 3): Python handles whole frames, this handles packets.
  *
- * For each RTP payload of a frame: the viewer's header in front of it (its payload type, SSRC,
- * timestamp and the next sequence number; the marker on the last packet), the plain packet kept
- * in the retransmission history, the packet SRTP-protected in place, and then the frame's
- * datagrams written to the viewer's socket in one sendmmsg(2), runs of equal size as single
- * messages with UDP generic segmentation offload (UDP_SEGMENT) where the caller allows it.
+ * receive(): a publisher's SRTP datagram in. It is unprotected in place, its RTP header read
+ * (RFC 3550 5.1: version, padding, extension, CSRCs) and the length of its VP8 payload descriptor
+ * (RFC 7741 4.2) found, all in one call; aiortc_compat._FastReceive takes it from there (the
+ * statistics, the NACK tracker, the assembler).
  *
- * It does what rtp_out.RtpForwarder._send, aiortc_compat.SenderOutput.send and
- * udp_batch.UdpBatchSender.send do in Python, with the same bytes out (tests/media_relay/
- * test_rtpsend.py compares them), for about a third of the CPU time (bench/README.md).
+ * send_frame(): a viewer's frame out. For each RTP payload of a frame: the viewer's header in front
+ * of it (its payload type, SSRC, timestamp and the next sequence number; the marker on the last
+ * packet), the plain packet kept in the retransmission history, the packet SRTP-protected in
+ * place, and then the frame's datagrams written to the viewer's socket in one sendmmsg(2), runs of
+ * equal size as single messages with UDP generic segmentation offload (UDP_SEGMENT) where the
+ * caller allows it. It does what rtp_out.packetize, aiortc_compat.LeanSrtp.protect and
+ * udp_batch.UdpBatchSender.send do in Python, with the same bytes out.
+ *
+ * tests/media_relay/test_datapath.py checks both against their Python counterparts.
  *
  * SRTP: the caller passes the address of a libsrtp 2 context (srtp_t) and of libsrtp's own
- * srtp_protect, both taken from pylibsrtp's binding (aiortc_compat.LeanSrtp), so that the session
- * aiortc keyed is the one used, through the library that made it; nothing is linked here.
+ * srtp_protect or srtp_unprotect, both taken from pylibsrtp's binding (aiortc_compat.LeanSrtp), so
+ * that the session aiortc keyed is the one used, through the library that made it; nothing is
+ * linked here.
  *
- * The GIL is held throughout: the buffer below is this module's one scratch space.
+ * The GIL is held throughout: the buffers below are this module's scratch space.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -41,7 +47,7 @@
 #define MAX_SEGMENTS 64      /* the kernel's UDP_MAX_SEGMENTS */
 #define MAX_GSO_BYTES 60000  /* under the 64 KiB one send can carry, with room for headers */
 
-typedef int (*srtp_protect_fn)(void *context, void *packet, int *length);
+typedef int (*srtp_fn)(void *context, void *packet, int *length); /* srtp_protect, srtp_unprotect */
 
 static unsigned char buffer[MAX_DATAGRAMS * SLOT];
 static size_t offsets[MAX_DATAGRAMS];
@@ -214,7 +220,7 @@ static PyObject *send_frame(PyObject *module, PyObject *args) {
     PyObject *unsent = NULL;
     Destination to = {.fd = fd, .gso = gso, .error = 0, .sent = 0};
     void *context = (void *)(uintptr_t)context_address;
-    srtp_protect_fn protect = (srtp_protect_fn)(uintptr_t)protect_address;
+    srtp_fn protect = (srtp_fn)(uintptr_t)protect_address;
     Py_ssize_t history_size = PyList_GET_SIZE(history);
     Py_ssize_t count = PyTuple_GET_SIZE(payloads);
     Py_ssize_t header_length = header.len;
@@ -300,20 +306,131 @@ done:
     return result;
 }
 
+
+/* -- in ------------------------------------------------------------------------------------- */
+
+#define MAX_DATAGRAM 2048 /* aiortc_compat.LeanSrtp.BUFFER_BYTES */
+
+static unsigned char in_buffer[MAX_DATAGRAM];
+
+/* Bytes before a VP8 payload's data (RFC 7741 4.2), or -1 when its descriptor is cut short. */
+static Py_ssize_t vp8_descriptor_length(const unsigned char *payload, Py_ssize_t length) {
+    Py_ssize_t pos = 1;
+    if (length < 1)
+        return -1;
+    if (payload[0] & 0x80) { /* X: extended control bits follow */
+        if (length < 2)
+            return -1;
+        unsigned char extended = payload[1];
+        pos = 2;
+        if (extended & 0x80) { /* I: a picture id of 7 or 15 bits */
+            if (length < 3)
+                return -1;
+            pos += (payload[2] & 0x80) ? 2 : 1;
+        }
+        if (extended & 0x40) /* L: TL0PICIDX */
+            pos += 1;
+        if (extended & 0x30) /* T or K: TID/Y/KEYIDX */
+            pos += 1;
+    }
+    return pos > length ? -1 : pos;
+}
+
+PyDoc_STRVAR(receive_doc,
+"receive(srtp_context, srtp_unprotect, datagram) -> None | bytes | tuple\\n"
+"\\n"
+"Unprotect an SRTP ``datagram`` with ``srtp_unprotect(srtp_context, ...)`` (addresses) and read\\n"
+"its RTP header. None: it does not authenticate, or cannot be SRTP (drop it, as aiortc does).\\n"
+"bytes: the plain packet, whose header the fast path does not take (not RTP version 2, an\\n"
+"extension or padding longer than the packet). Otherwise a tuple: (plain packet, payload type,\\n"
+"marker, sequence number, timestamp, SSRC, header extension, payload, padding size, VP8\\n"
+"descriptor length). The header extension is (profile, bytes) on a packet with the marker set and\\n"
+"one, else None (only a frame's last packet is read for it). The VP8 descriptor length is what\\n"
+"to skip of the payload if it is VP8, -1 if it would be cut short.");
+
+static PyObject *receive(PyObject *module, PyObject *args) {
+    unsigned long long context_address, unprotect_address;
+    Py_buffer datagram;
+    if (!PyArg_ParseTuple(args, "KKy*", &context_address, &unprotect_address, &datagram))
+        return NULL;
+    void *context = (void *)(uintptr_t)context_address;
+    srtp_fn unprotect = (srtp_fn)(uintptr_t)unprotect_address;
+    Py_ssize_t size = datagram.len;
+    if (context == NULL || unprotect == NULL) {
+        PyBuffer_Release(&datagram);
+        PyErr_SetString(PyExc_ValueError, "receive: no SRTP context");
+        return NULL;
+    }
+    if (size < 12 || size > MAX_DATAGRAM) {
+        PyBuffer_Release(&datagram);
+        Py_RETURN_NONE;
+    }
+    memcpy(in_buffer, datagram.buf, size);
+    PyBuffer_Release(&datagram);
+    int length = (int)size;
+    if (unprotect(context, in_buffer, &length) || length < 12)
+        Py_RETURN_NONE;
+
+    const unsigned char *p = in_buffer;
+    PyObject *plain = PyBytes_FromStringAndSize((const char *)p, length);
+    if (plain == NULL)
+        return NULL;
+    if (p[0] >> 6 != 2)
+        return plain;
+    Py_ssize_t pos = 12 + 4 * (p[0] & 0x0F);
+    Py_ssize_t end = length;
+    int marker = p[1] >> 7;
+    unsigned int extension_profile = 0;
+    Py_ssize_t extension_at = -1, extension_length = 0;
+    if (p[0] & 0x10) {
+        if (pos + 4 > end)
+            return plain;
+        extension_profile = (unsigned int)p[pos] << 8 | p[pos + 1];
+        extension_length = 4 * ((Py_ssize_t)p[pos + 2] << 8 | p[pos + 3]);
+        extension_at = pos + 4;
+        pos += 4 + extension_length;
+    }
+    if (p[0] & 0x20) {
+        unsigned char padding = p[length - 1];
+        if (!padding || padding > end - pos)
+            return plain;
+        end -= padding;
+    } else if (pos > end) {
+        return plain;
+    }
+    PyObject *extension;
+    if (marker && extension_at >= 0) {
+        extension = Py_BuildValue("(Iy#)", extension_profile, p + extension_at, extension_length);
+        if (extension == NULL) {
+            Py_DECREF(plain);
+            return NULL;
+        }
+    } else {
+        extension = Py_NewRef(Py_None);
+    }
+    PyObject *result = Py_BuildValue(
+        "(NiiIIINy#nn)", plain, p[1] & 0x7F, marker, (unsigned int)p[2] << 8 | p[3],
+        (unsigned int)p[4] << 24 | (unsigned int)p[5] << 16 | (unsigned int)p[6] << 8 | p[7],
+        (unsigned int)p[8] << 24 | (unsigned int)p[9] << 16 | (unsigned int)p[10] << 8 | p[11],
+        extension, p + pos, end - pos, (Py_ssize_t)(length - end), vp8_descriptor_length(p + pos, end - pos));
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"receive", receive, METH_VARARGS, receive_doc},
     {"send_frame", send_frame, METH_VARARGS, send_frame_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "_rtpsend",
-    .m_doc = "A viewer's frame out: RTP headers, SRTP protection and batched UDP sends in C.",
+    .m_name = "_datapath",
+    .m_doc = "The relay's per-packet work in C: SRTP datagrams in, viewers' frames out (see _datapath.c).",
     .m_size = -1,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__rtpsend(void) {
+PyMODINIT_FUNC PyInit__datapath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
