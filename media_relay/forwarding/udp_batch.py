@@ -54,7 +54,7 @@ class SrtpContext(Protocol):
 
     @property
     def protect_address(self) -> int:
-        """Where the libsrtp function that made it keeps ``srtp_protect``."""
+        """Where ``srtp_protect`` is, in the libsrtp that made the context."""
         ...
 
     def protect(self, packet: bytes) -> bytes: ...
@@ -71,7 +71,7 @@ class UdpBatchSender:
         self._native = self._segmenting
         """Whether whole frames go through ``_datapath`` (Linux's ``sendmmsg``, a real socket)."""
         self._native_address: tuple[Any, ...] | None = None
-        """The address ``_datapath`` was last found to take."""
+        """The address ``_datapath`` was last found to take (aioice makes a new tuple each time)."""
         if sock is not None:
             self._fd = sock.fileno()
             self._family = sock.family
@@ -139,7 +139,7 @@ class UdpBatchSender:
         transport = self._transport
         if (
             not self._native
-            or (address is not self._native_address and not self._takes(address))
+            or (address != self._native_address and not self._takes(address))
             or transport.is_closing()
             or transport.get_write_buffer_size()
         ):
