@@ -129,8 +129,8 @@ class StreamRecorder:
                 return
         elif (
             frame.keyframe
-            and time.monotonic() - self._segment_started_mono >= self._segment_seconds
             and (frame.kind is MediaKind.VIDEO or MediaKind.VIDEO not in self._formats)
+            and time.monotonic() - self._segment_started_mono >= self._segment_seconds
         ):
             self._seal()
             if not self._open():
