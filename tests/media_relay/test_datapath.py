@@ -28,6 +28,7 @@ from media_relay import aiortc_compat
 from media_relay.forwarding import _datapath
 from media_relay.forwarding.rtp_out import HISTORY, packetize
 from media_relay.forwarding.udp_batch import UdpBatchSender
+from tests.media_relay.test_udp_batch import Collector
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="sendmmsg and UDP_SEGMENT are Linux's")
 
@@ -36,18 +37,6 @@ SO_NO_CHECK = 11
 
 PROFILES = [pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM]
 EXTENSION = b"\xbe\xde\x00\x01\x11v1\x00"  # the mid, "v1", as the relay sends it
-
-
-class Collector(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.datagrams: list[bytes] = []
-        self.arrived = asyncio.Event()
-        self.expected = 0
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.datagrams.append(data)
-        if len(self.datagrams) >= self.expected:
-            self.arrived.set()
 
 
 def twin_sessions(profile: int) -> tuple[aiortc_compat.LeanSrtp, aiortc_compat.LeanSrtp, pylibsrtp.Session]:
