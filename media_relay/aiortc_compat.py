@@ -141,6 +141,14 @@ def check_versions() -> None:
     ]
     if missing:
         raise IncompatibleAiortc(f"aiortc/aioice internals missing: {', '.join(missing)}")
+    for name in ("srtp_protect", "srtp_unprotect"):
+        # forwarding/_datapath.c calls these through their addresses, as libsrtp 2 declares them.
+        declared = srtp_binding.ffi.typeof(getattr(srtp_binding.lib, name)).cname
+        if declared != _LIBSRTP2_CALL:
+            raise IncompatibleAiortc(f"pylibsrtp's {name} is {declared}, not libsrtp 2's {_LIBSRTP2_CALL}")
+
+
+_LIBSRTP2_CALL = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 
 class _FrameTap:

@@ -23,6 +23,13 @@ def test_a_different_aiortc_version_is_refused(monkeypatch: pytest.MonkeyPatch) 
         aiortc_compat.check_versions()
 
 
+def test_a_libsrtp_whose_calls_differ_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C data path calls srtp_protect and srtp_unprotect as libsrtp 2 declares them."""
+    monkeypatch.setattr(aiortc_compat, "_LIBSRTP2_CALL", "srtp_err_status_t(*)(void *, size_t)")
+    with pytest.raises(aiortc_compat.IncompatibleAiortc, match="srtp_protect"):
+        aiortc_compat.check_versions()
+
+
 async def test_receiver_still_has_the_decoder_queue_the_tap_replaces() -> None:
     pc = RTCPeerConnection()
     transceiver = pc.addTransceiver("video", direction="recvonly")
