@@ -31,4 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/relay_load.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache build media_relay/forwarding/*.so
