@@ -343,11 +343,12 @@ class SenderOutput:
         if pair is None:
             return
         protect = self._lean_srtp().protect
+        datagrams = [protect(data) for data in packets]
         batches = self._batches_for(pair)
         if batches is not None:
-            batches.send([protect(data) for data in packets], pair.remote_addr)
+            batches.send(datagrams, pair.remote_addr)
         else:
-            self._relay([protect(data) for data in packets], pair)
+            self._relay(datagrams, pair)
 
     def send_frame(
         self,
@@ -706,7 +707,10 @@ def _depayloader(codec: RTCRtpCodecParameters) -> Callable[[bytes], bytes] | Non
 
 def _vp8_depayload(payload: bytes) -> bytes:
     """A VP8 RTP payload without its payload descriptor (RFC 7741 section 4.2): aiortc's
-    ``vp8_depayload`` gives the same bytes, and first builds a descriptor object from every field."""
+    ``vp8_depayload`` gives the same bytes, and first builds a descriptor object from every field.
+
+    :class:`_FastReceive` does not call it: ``_datapath.receive`` measures the same descriptor in C,
+    and is tested against this. Here it marks a payload type as VP8 (:func:`_depayloader`)."""
     try:
         pos = 1
         if payload[0] & 0x80:  # X: extended control bits follow

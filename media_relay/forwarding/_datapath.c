@@ -165,7 +165,7 @@ static void flush(Destination *to, int count) {
         }
         done += sent;
     }
-    to->sent += first_datagram[done];
+    to->sent = first_datagram[done];
 }
 
 PyDoc_STRVAR(send_frame_doc,
@@ -189,7 +189,6 @@ PyDoc_STRVAR(send_frame_doc,
 static int drain(Destination *to, int count, PyObject *unsent) {
     int from = 0;
     if (!to->error) {
-        to->sent = 0;
         flush(to, count);
         from = (int)to->sent;
     }
