@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install bench clean
 
-$(STAMP): pyproject.toml setup.py media_relay/forwarding/_datapath.c
+$(STAMP): pyproject.toml setup.py $(wildcard media_relay/forwarding/*.[ch])
 	scripts/install-system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

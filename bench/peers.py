@@ -36,8 +36,8 @@ from aiortc.mediastreams import MediaStreamError
 
 from field_client.whip import SignaledPeer, WhipError
 from media_relay import aiortc_compat
+from media_relay.forwarding import _datapath
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
-from media_relay.forwarding.reassembly import FrameAssembler, NackTracker
 from media_relay.sessions.publisher import negotiated_codecs
 
 LOOPBACK = "127.0.0.1"
@@ -156,7 +156,7 @@ class CountingViewer(SignaledPeer):
     """A WHEP viewer that records, per complete encoded frame, its RTP timestamp and arrival time.
 
     It receives as the relay does (``aiortc_compat.receive_directly`` and the relay's own
-    :class:`FrameAssembler`, nothing decoded), so that 64 viewers on the same two cores as the
+    track, ``_datapath.Track``, nothing decoded), so that 64 viewers on the same two cores as the
     relay cost less than aiortc's own receive path would. A frame is complete, and its arrival
     time is noted, when its last RTP packet (the marker) reaches the viewer.
     """
@@ -187,10 +187,10 @@ class CountingViewer(SignaledPeer):
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-        assembler = FrameAssembler(
-            kind=MediaKind.VIDEO, codecs=codecs, deliver=self._on_frame, request_keyframe=request_keyframe
+        track = _datapath.Track(True, {pt: (c.name, c.clock_rate) for pt, c in codecs.items()}, nack=True)
+        aiortc_compat.install_receive_path(
+            receiver, track, deliver=self._on_frame, request_keyframe=request_keyframe
         )
-        aiortc_compat.install_receive_path(receiver, assembler=assembler, nacks=NackTracker())
         aiortc_compat.receive_directly(self.pc)
 
     def _on_frame(self, frame: EncodedFrame) -> None:

@@ -3,8 +3,9 @@
 The relay forwards encoded media without decoding it (DESIGN.md decision 1). aiortc has no public
 hook for that, so this module:
 
-- replaces a receiver's jitter buffer and NACK generator with the relay's own (which rebuild
-  encoded frames and retry lost packets), and its decoder queue with a tap, so nothing is decoded;
+- replaces a receiver's jitter buffer, NACK generator and receive statistics with the relay's own
+  track (``forwarding/_track.c``, which rebuilds encoded frames and retries lost packets), and its
+  decoder queue with a tap, so nothing is decoded;
 - sends NACKs for lost packets on the relay's own retry timer;
 - sends a picture loss indication (RTCP PLI) from a receiver to its publisher;
 - hands a publisher's SRTP packets from the socket straight to its receivers
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import functools
 import ipaddress
 import logging
@@ -47,12 +47,12 @@ import pylibsrtp
 import pylibsrtp._binding as srtp_binding
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.clock import current_datetime
-from aiortc.codecs import depayload
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import MIN_FRAME_PERIOD_HISTORY_LENGTH
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -61,11 +61,13 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtcpSrPacket,
+    clamp_packets_lost,
     is_rtcp,
     pack_remb_fci,
 )
 
 from media_relay.forwarding import _datapath
+from media_relay.forwarding.frames import EncodedFrame, MediaKind
 from media_relay.forwarding.rtp_out import RtpParameters, packetize
 from media_relay.forwarding.udp_batch import UdpBatchSender
 
@@ -79,6 +81,7 @@ __all__ = [
     "NoFreePort",
     "SenderOutput",
     "SilentTrack",
+    "bind_statistics",
     "check_versions",
     "impair_outgoing_rtp",
     "install_receive_path",
@@ -139,6 +142,8 @@ def check_versions() -> None:
         )
         if not hasattr(owner, name)
     ]
+    statistics = StreamStatistics(90000)  # a Track goes on from one (bind_statistics)
+    missing += [f"StreamStatistics.{name}" for name in _STATISTICS_FIELDS if not hasattr(statistics, name)]
     if missing:
         raise IncompatibleAiortc(f"aiortc/aioice internals missing: {', '.join(missing)}")
     for name in ("srtp_protect", "srtp_unprotect"):
@@ -148,6 +153,10 @@ def check_versions() -> None:
             raise IncompatibleAiortc(f"pylibsrtp's {name} is {declared}, not libsrtp 2's {_LIBSRTP2_CALL}")
 
 
+_STATISTICS_FIELDS = (
+    "_clockrate", "base_seq", "max_seq", "cycles", "packets_received", "_jitter_q4", "_last_arrival",
+    "_last_timestamp", "_expected_prior", "_received_prior",
+)  # fmt: skip
 _LIBSRTP2_CALL = "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)"
 
 
@@ -183,24 +192,31 @@ def tap_receiver(receiver: RTCRtpReceiver, callback: FrameCallback) -> None:
     receiver._RTCRtpReceiver__decoder_queue = _FrameTap(callback)  # type: ignore[attr-defined]
 
 
-def install_receive_path(receiver: RTCRtpReceiver, *, assembler: Any, nacks: Any | None) -> None:
-    """Make ``receiver`` hand RTP packets to ``assembler`` (for ``JitterBuffer``) and report loss
-    to ``nacks`` (for ``NackGenerator``; video only). Frames then never reach aiortc's decoder.
+def install_receive_path(
+    receiver: RTCRtpReceiver,
+    track: _datapath.Track,
+    *,
+    deliver: Callable[[EncodedFrame], None],
+    request_keyframe: Callable[[], None],
+    on_loss: Callable[[], None] | None = None,
+) -> None:
+    """Make ``track`` (C: statistics, loss tracking, depayloading, assembly) receive ``receiver``'s
+    media, handing ``deliver`` whole encoded frames; nothing reaches aiortc's decoder.
 
-    ``assembler.add(packet)`` must return ``(pli_flag, None)``; ``nacks.add(packet)`` returns
-    True when packets were found lost, and ``nacks.missing`` lists them.
+    ``track`` stands in for the receiver's jitter buffer and NACK generator: it NACKs what it finds
+    lost at once (and calls ``on_loss``; the caller retries with ``track.due()``), and asks
+    ``request_keyframe`` when a hole lasts. Call it after ``setRemoteDescription`` and before the
+    connection starts receiving; :func:`receive_directly` then routes the packets.
     """
-    receiver._RTCRtpReceiver__jitter_buffer = assembler  # type: ignore[attr-defined]
     estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
     if estimator is not None:
         estimator = _ThrottledRemb(estimator)
         receiver._RTCRtpReceiver__remote_bitrate_estimator = estimator  # type: ignore[attr-defined]
-    if nacks is not None and receiver._RTCRtpReceiver__nack_generator is not None:  # type: ignore[attr-defined]
-        receiver._RTCRtpReceiver__nack_generator = nacks  # type: ignore[attr-defined]
-    else:
-        nacks = None
+    path = _TrackReceive(receiver, track, estimator, deliver, request_keyframe, on_loss)
+    receiver._RTCRtpReceiver__jitter_buffer = path  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__nack_generator = None  # type: ignore[attr-defined]
     tap_receiver(receiver, _never_decode)
-    setattr(receiver, "_zhihui_fast", _FastReceive(receiver, assembler, nacks, estimator))  # noqa: B010
+    setattr(receiver, "_zhihui_fast", path)  # noqa: B010
 
 
 MID_EXTENSION = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -497,7 +513,7 @@ def receive_directly(pc: RTCPeerConnection) -> None:
     aiortc queues every datagram in aioice, and a task per DTLS transport takes it from the queue
     and awaits it through the handlers. Here, a datagram whose first byte says RTP or RTCP (RFC 7983
     section 7) is unprotected at once; a media packet of a receiver set up by
-    :func:`install_receive_path` goes down that receiver's lean path (:class:`_FastReceive`), and
+    :func:`install_receive_path` goes into that receiver's track (C, :class:`_TrackReceive`), and
     anything else through aiortc's handlers, started like an eager task (:func:`_run_eagerly`).
     DTLS and STUN keep aiortc's path. Call after the transceivers exist and the local description
     is set (the sockets are open then); it applies to each connection once.
@@ -536,7 +552,7 @@ def _demultiplexer(
 def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callable[[bytes, int], None]:
     now_ms = ntp_ms
     lean: LeanSrtp | None = None
-    receive = _datapath.receive
+    unprotect = LeanSrtp.unprotect_address
     ssrc_table = dtls._rtp_router.ssrc_table
 
     def data_received(data: bytes, component: int) -> None:
@@ -556,19 +572,20 @@ def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callabl
         if lean is None or lean.session is not srtp:
             lean = LeanSrtp(srtp)  # the first packet, or a new session after a DTLS restart
         # The SSRC is in the clear (RFC 3711 3.1): the receiver is known before unprotecting.
-        receiver = ssrc_table.get(int.from_bytes(data[8:12])) if len(data) >= 12 else None
-        fast = getattr(receiver, "_zhihui_fast", None)
+        ssrc = int.from_bytes(data[8:12])
+        receiver = ssrc_table.get(ssrc) if len(data) >= 12 else None
+        fast: _TrackReceive | None = getattr(receiver, "_zhihui_fast", None)
         if fast is not None:
-            packet = receive(lean.address, LeanSrtp.unprotect_address, data)
-            if packet is None:
-                return  # as aiortc does: a packet that does not authenticate is dropped
-            arrival_time_ms = now_ms()
-            if isinstance(packet, bytes):
-                plain = packet  # a header the fast path does not take
-            elif fast.receive(packet, arrival_time_ms):
+            if not fast.receiver._enabled:
                 return
-            else:
-                plain = packet[0]
+            events = fast.track.receive(lean.address, unprotect, data)
+            if events is None:
+                return  # nothing more to do, or it did not authenticate (dropped, as aiortc does)
+            if isinstance(events, tuple):
+                fast.handle(events, ssrc)
+                return
+            plain = events  # for aiortc's path: see _datapath.Track.receive
+            arrival_time_ms = now_ms()
         else:
             try:
                 plain = lean.unprotect(data)
@@ -580,113 +597,95 @@ def _direct_receiver(dtls: Any, queued: Callable[[bytes, int], None]) -> Callabl
     return data_received
 
 
-@dataclasses.dataclass(slots=True, eq=False)
-class _Packet:
-    """What the relay's receive path uses of an RTP packet (aiortc's ``RtpPacket`` has more, and
-    parses every header extension to make one)."""
+class _TrackReceive:
+    """A receiver's media path over a :class:`_datapath.Track`: what Python does with what the
+    track found (frames to deliver, losses to NACK, keyframes to ask for, the bandwidth estimate).
 
-    payload_type: int
-    marker: int
-    sequence_number: int
-    timestamp: int
-    ssrc: int
-    payload: bytes
-    padding_size: int = 0
-    _data: bytes = b""
-
-
-class _FastReceive:
-    """``RTCRtpReceiver._handle_rtp_packet`` for the media packets of a known SSRC, as a plain call.
-
-    It does what aiortc's does for a relay receiver: the RTCP receiver statistics, the NACK
-    tracker, depayloading and the assembler; the bandwidth estimator (REMB) is fed once per video
-    frame, with the frame's bytes, when its last packet (RTP marker) arrives, instead of once per
-    packet: the estimator groups packets sent together anyway (aiortc's ``InterArrival``, 5 ms
-    groups), and a frame's packets are sent together. :meth:`receive` returns False for what it
-    leaves to aiortc: retransmissions (RTX), unknown payload types, a new SSRC (aiortc sets up its
-    statistics); ``_datapath.receive`` leaves it a malformed header.
+    :func:`receive_directly` hands the track each media datagram of the source it is bound to. What
+    comes aiortc's way (the first packet of a source, retransmissions, payload types the track was
+    not given) reaches :meth:`add`, which aiortc calls as its jitter buffer's: the first binds the
+    track to its source, and the track's statistics replace aiortc's for it (:class:`_TrackStatistics`).
     """
 
-    def __init__(self, receiver: RTCRtpReceiver, assembler: Any, nacks: Any | None, estimator: Any) -> None:
-        self._receiver = receiver
-        self._assembler = assembler
-        self._nacks = nacks
-        self._estimator = estimator
-        self.packets = 0
-        """Media packets taken on this path (the rest went through aiortc's)."""
-        self._frame_bytes = 0
-        self._active_noted_ms = 0
-        self._codecs: dict[int, RTCRtpCodecParameters] | None = None
-        self._depayloaders: dict[int, Callable[[bytes], bytes] | None] = {}
-
-    def receive(self, packet: tuple[Any, ...], arrival_time_ms: int) -> bool:
-        """Take a packet as ``_datapath.receive`` read it; False to leave it to aiortc."""
-        _, payload_type, marker, sequence_number, timestamp, ssrc, extension, payload, padding, skip = packet
-        receiver = self._receiver
-        codecs = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
-        if codecs is not self._codecs:
-            self._codecs = codecs
-            self._depayloaders = {pt: _depayloader(codec) for pt, codec in codecs.items()}
-        depayloader = self._depayloaders.get(payload_type)
-        if depayloader is None:
-            return False
-        statistics = receiver._RTCRtpReceiver__remote_streams.get(ssrc)  # type: ignore[attr-defined]
-        if statistics is None:
-            return False
-        if not receiver._enabled:
-            return True
-        rtp = _Packet(payload_type, marker, sequence_number, timestamp, ssrc, payload, padding)
-        self.packets += 1
-        try:
-            self._handle(rtp, depayloader, statistics, extension, arrival_time_ms, skip)
-        except Exception:
-            logger.exception("handling a media packet failed")
-        return True
-
-    def _handle(
+    def __init__(
         self,
-        packet: _Packet,
-        depayloader: Callable[[bytes], bytes],
-        statistics: Any,
-        extension: Any,
-        arrival_time_ms: int,
-        vp8_skip: int,
+        receiver: RTCRtpReceiver,
+        track: _datapath.Track,
+        estimator: _ThrottledRemb | None,
+        deliver: Callable[[EncodedFrame], None],
+        request_keyframe: Callable[[], None],
+        on_loss: Callable[[], None] | None,
     ) -> None:
-        receiver = self._receiver
-        statistics.add(packet)
-        if arrival_time_ms - self._active_noted_ms >= 1000:
-            # getSynchronizationSources() lists the sources heard from in the last 10 s.
-            self._active_noted_ms = arrival_time_ms
-            receiver._RTCRtpReceiver__active_ssrc[packet.ssrc] = current_datetime()  # type: ignore[attr-defined]
-        if self._estimator is not None:
-            self._frame_bytes += len(packet.payload) + packet.padding_size
-            if packet.marker:
-                self._end_of_frame(packet, extension, arrival_time_ms)
-        nacks = self._nacks
-        if nacks is not None and nacks.add(packet):
-            _run_eagerly(receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing)))
-        if packet.payload:
-            if depayloader is _vp8_depayload:  # as _datapath.receive measured its descriptor
-                if vp8_skip < 0:
-                    return  # as aiortc does: a payload that does not parse is dropped
-                packet._data = packet.payload[vp8_skip:]
-            else:
-                try:
-                    packet._data = depayloader(packet.payload)
-                except ValueError:
-                    return
-        self._assembler.add(packet)
+        self.track = track
+        self.receiver = receiver
+        self._estimator = estimator
+        self._deliver = deliver
+        self._request_keyframe = request_keyframe
+        self._on_loss = on_loss
+        self._kind = MediaKind.VIDEO if track.video else MediaKind.AUDIO
+        self._active_noted_at = 0.0
 
-    def _end_of_frame(self, packet: _Packet, extension: Any, arrival_time_ms: int) -> None:
-        size, self._frame_bytes = self._frame_bytes, 0
-        if extension is None:
+    def add(self, packet: Any) -> tuple[bool, None]:
+        """``JitterBuffer.add`` for aiortc's path (``packet._data`` depayloaded by aiortc)."""
+        if packet.ssrc != self.track.ssrc:
+            self._bind(packet)
+        self.handle(self.track.add(packet), packet.ssrc)
+        return False, None
+
+    def _bind(self, packet: Any) -> None:
+        """Take ``packet``'s source from aiortc: a publisher's new source replaces the old one."""
+        receiver = self.receiver
+        streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        previous = self.track.ssrc
+        statistics = streams.get(packet.ssrc)
+        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
+        clock_rate = statistics._clockrate if statistics is not None else codec.clockRate if codec else 90000
+        bind_statistics(self.track, packet.ssrc, statistics, clock_rate)
+        streams[packet.ssrc] = _TrackStatistics(self.track, statistics)
+        if previous is not None:
+            streams.pop(previous, None)
+
+    def handle(self, events: tuple[Any, ...] | None, ssrc: int) -> None:
+        """Act on what ``Track.receive`` or ``Track.add`` returned."""
+        if events is None:
             return
-        receiver = self._receiver
-        abs_send_time = receiver.transport._rtp_header_extensions_map.get(*extension).abs_send_time
+        frames, lost, keyframes, frame_end = events
+        receiver = self.receiver
+        if frame_end is not None and self._estimator is not None:
+            self._end_of_frame(ssrc, *frame_end)
+        if lost:
+            if self._on_loss is not None:
+                self._on_loss()
+            _run_eagerly(receiver._send_rtcp_nack(ssrc, sorted(lost)))
+        if keyframes:
+            self._request_keyframe()
+        if frames:
+            kind = self._kind
+            deliver = self._deliver
+            for frame in frames:
+                try:
+                    deliver(EncodedFrame(kind, *frame))
+                except Exception:
+                    logger.exception("delivering a frame failed")
+            received_at = frames[-1][5]
+            if received_at - self._active_noted_at >= 1:
+                # getSynchronizationSources() lists the sources heard from in the last 10 s.
+                self._active_noted_at = received_at
+                receiver._RTCRtpReceiver__active_ssrc[ssrc] = current_datetime()  # type: ignore[attr-defined]
+
+    def _end_of_frame(
+        self, ssrc: int, size: int, profile: int, extension: bytes, arrival_time_ms: int
+    ) -> None:
+        """Feed the bandwidth estimator (REMB) once per video frame, with the frame's bytes, when
+        its last packet arrives: it groups packets sent together anyway (aiortc's ``InterArrival``,
+        5 ms groups), and a frame's packets are sent together."""
+        receiver = self.receiver
+        abs_send_time = receiver.transport._rtp_header_extensions_map.get(profile, extension).abs_send_time
         if abs_send_time is None:
             return
+        assert self._estimator is not None
         remb = self._estimator.add(
-            abs_send_time=abs_send_time, arrival_time_ms=arrival_time_ms, payload_size=size, ssrc=packet.ssrc
+            abs_send_time=abs_send_time, arrival_time_ms=arrival_time_ms, payload_size=size, ssrc=ssrc
         )
         rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
         if remb is not None and rtcp_ssrc is not None:
@@ -694,39 +693,82 @@ class _FastReceive:
             _run_eagerly(receiver._send_rtcp(rtcp))
 
 
-def _depayloader(codec: RTCRtpCodecParameters) -> Callable[[bytes], bytes] | None:
-    """How a payload of ``codec`` becomes its share of the encoded frame; None for what
-    :class:`_FastReceive` leaves to aiortc (retransmissions)."""
-    name = codec.name.lower()
-    if name == "rtx":
-        return None
-    if name == "vp8":
-        return _vp8_depayload
-    return functools.partial(depayload, codec)
+def bind_statistics(
+    track: _datapath.Track, ssrc: int, statistics: StreamStatistics | None, clock_rate: int
+) -> None:
+    """Bind ``track`` to ``ssrc``, going on from what aiortc's ``statistics`` counted (if any)."""
+
+    def field(value: int | None) -> int:
+        return -1 if value is None else value
+
+    if statistics is None:
+        track.bind(ssrc, clock_rate, -1, -1, 0, 0, 0, -1, -1)
+        return
+    track.bind(
+        ssrc,
+        statistics._clockrate,
+        field(statistics.base_seq),
+        field(statistics.max_seq),
+        statistics.cycles,
+        statistics.packets_received,
+        statistics._jitter_q4,
+        field(statistics._last_arrival),
+        field(statistics._last_timestamp),
+    )
 
 
-def _vp8_depayload(payload: bytes) -> bytes:
-    """A VP8 RTP payload without its payload descriptor (RFC 7741 section 4.2): aiortc's
-    ``vp8_depayload`` gives the same bytes, and first builds a descriptor object from every field.
+class _TrackStatistics:
+    """aiortc's ``StreamStatistics`` for the source a track is bound to: counted in C, read here by
+    aiortc's RTCP loop (receiver reports) and ``getStats``, and counted through :meth:`add` for
+    that source's packets that come aiortc's way."""
 
-    :class:`_FastReceive` does not call it: ``_datapath.receive`` measures the same descriptor in C,
-    and is tested against this. Here it marks a payload type as VP8 (:func:`_depayloader`)."""
-    try:
-        pos = 1
-        if payload[0] & 0x80:  # X: extended control bits follow
-            extended = payload[1]
-            pos = 2
-            if extended & 0x80:  # I: a picture id of 7 or 15 bits
-                pos += 2 if payload[pos] & 0x80 else 1
-            if extended & 0x40:  # L: TL0PICIDX
-                pos += 1
-            if extended & 0x30:  # T or K: TID/Y/KEYIDX
-                pos += 1
-    except IndexError:
-        pos = len(payload) + 1
-    if pos > len(payload):
-        raise ValueError("VP8 payload descriptor is truncated")
-    return payload[pos:]
+    def __init__(self, track: _datapath.Track, statistics: StreamStatistics | None) -> None:
+        self._track = track
+        self._expected_prior = statistics._expected_prior if statistics is not None else 0
+        self._received_prior = statistics._received_prior if statistics is not None else 0
+
+    def add(self, packet: Any) -> None:
+        self._track.count(packet.sequence_number, packet.timestamp)
+
+    @property
+    def base_seq(self) -> int | None:
+        return self._track.base_seq
+
+    @property
+    def max_seq(self) -> int | None:
+        return self._track.max_seq
+
+    @property
+    def cycles(self) -> int:
+        return self._track.cycles
+
+    @property
+    def packets_received(self) -> int:
+        return self._track.packets_received
+
+    @property
+    def fraction_lost(self) -> int:
+        expected_interval = self.packets_expected - self._expected_prior
+        self._expected_prior = self.packets_expected
+        received_interval = self.packets_received - self._received_prior
+        self._received_prior = self.packets_received
+        lost_interval = expected_interval - received_interval
+        if expected_interval == 0 or lost_interval <= 0:
+            return 0
+        return (lost_interval << 8) // expected_interval
+
+    @property
+    def jitter(self) -> int:
+        return self._track.jitter_q4 >> 4
+
+    @property
+    def packets_expected(self) -> int:
+        track = self._track
+        return track.cycles + track.max_seq - track.base_seq + 1  # type: ignore[operator]
+
+    @property
+    def packets_lost(self) -> int:
+        return clamp_packets_lost(self.packets_expected - self.packets_received)
 
 
 def ntp_ms() -> int:

@@ -23,8 +23,7 @@
  * The GIL is held throughout: the buffers below are this module's scratch space.
  */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_datapath.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,7 +46,6 @@
 #define MAX_SEGMENTS 64      /* the kernel's UDP_MAX_SEGMENTS */
 #define MAX_GSO_BYTES 60000  /* under the 64 KiB one send can carry, with room for headers */
 
-typedef int (*srtp_fn)(void *context, void *packet, int *length); /* srtp_protect, srtp_unprotect */
 
 static unsigned char buffer[MAX_DATAGRAMS * SLOT];
 static size_t offsets[MAX_DATAGRAMS];
@@ -308,12 +306,9 @@ done:
 
 /* -- in ------------------------------------------------------------------------------------- */
 
-#define MAX_DATAGRAM 2048 /* aiortc_compat.LeanSrtp.BUFFER_BYTES */
-
 static unsigned char in_buffer[MAX_DATAGRAM];
 
-/* Bytes before a VP8 payload's data (RFC 7741 4.2), or -1 when its descriptor is cut short. */
-static Py_ssize_t vp8_descriptor_length(const unsigned char *payload, Py_ssize_t length) {
+Py_ssize_t datapath_vp8_descriptor_length(const unsigned char *payload, Py_ssize_t length) {
     Py_ssize_t pos = 1;
     if (length < 1)
         return -1;
@@ -335,71 +330,90 @@ static Py_ssize_t vp8_descriptor_length(const unsigned char *payload, Py_ssize_t
     return pos > length ? -1 : pos;
 }
 
-PyDoc_STRVAR(receive_doc,
-"receive(srtp_context, srtp_unprotect, datagram) -> None | bytes | tuple\\n"
-"\\n"
-"Unprotect an SRTP ``datagram`` with ``srtp_unprotect(srtp_context, ...)`` (addresses) and read\\n"
-"its RTP header. None: it does not authenticate, or cannot be SRTP (drop it, as aiortc does).\\n"
-"bytes: the plain packet, whose header the fast path does not take (not RTP version 2, an\\n"
-"extension or padding longer than the packet). Otherwise a tuple: (plain packet, payload type,\\n"
-"marker, sequence number, timestamp, SSRC, header extension, payload, padding size, VP8\\n"
-"descriptor length). The header extension is (profile, bytes) on a packet with the marker set and\\n"
-"one, else None (only a frame's last packet is read for it). The VP8 descriptor length is what\\n"
-"to skip of the payload if it is VP8, -1 if it would be cut short.");
-
-static PyObject *receive(PyObject *module, PyObject *args) {
-    unsigned long long context_address, unprotect_address;
-    Py_buffer datagram;
-    if (!PyArg_ParseTuple(args, "KKy*", &context_address, &unprotect_address, &datagram))
-        return NULL;
+int datapath_read(unsigned long long context_address, unsigned long long unprotect_address,
+                  const void *datagram, Py_ssize_t size, RtpHeader *h) {
     void *context = (void *)(uintptr_t)context_address;
     srtp_fn unprotect = (srtp_fn)(uintptr_t)unprotect_address;
-    Py_ssize_t size = datagram.len;
     if (context == NULL || unprotect == NULL) {
-        PyBuffer_Release(&datagram);
         PyErr_SetString(PyExc_ValueError, "receive: no SRTP context");
-        return NULL;
+        return RTP_ERROR;
     }
-    if (size < 12 || size > MAX_DATAGRAM) {
-        PyBuffer_Release(&datagram);
-        Py_RETURN_NONE;
-    }
-    memcpy(in_buffer, datagram.buf, size);
-    PyBuffer_Release(&datagram);
+    if (size < 12 || size > MAX_DATAGRAM)
+        return RTP_DROPPED;
+    memcpy(in_buffer, datagram, size);
     int length = (int)size;
     if (unprotect(context, in_buffer, &length) || length < 12)
-        Py_RETURN_NONE;
+        return RTP_DROPPED;
 
     const unsigned char *p = in_buffer;
-    PyObject *plain = PyBytes_FromStringAndSize((const char *)p, length);
-    if (plain == NULL)
-        return NULL;
+    h->packet = p;
+    h->length = length;
     if (p[0] >> 6 != 2)
-        return plain;
+        return RTP_MALFORMED;
     Py_ssize_t pos = 12 + 4 * (p[0] & 0x0F);
     Py_ssize_t end = length;
-    int marker = p[1] >> 7;
-    unsigned int extension_profile = 0;
-    Py_ssize_t extension_at = -1, extension_length = 0;
+    h->extension_at = -1;
+    h->extension_length = 0;
+    h->extension_profile = 0;
     if (p[0] & 0x10) {
         if (pos + 4 > end)
-            return plain;
-        extension_profile = (unsigned int)p[pos] << 8 | p[pos + 1];
-        extension_length = 4 * ((Py_ssize_t)p[pos + 2] << 8 | p[pos + 3]);
-        extension_at = pos + 4;
-        pos += 4 + extension_length;
+            return RTP_MALFORMED;
+        h->extension_profile = (unsigned int)p[pos] << 8 | p[pos + 1];
+        h->extension_length = 4 * ((Py_ssize_t)p[pos + 2] << 8 | p[pos + 3]);
+        h->extension_at = pos + 4;
+        pos += 4 + h->extension_length;
     }
     if (p[0] & 0x20) {
         unsigned char padding = p[length - 1];
         if (!padding || padding > end - pos)
-            return plain;
+            return RTP_MALFORMED;
         end -= padding;
     } else if (pos > end) {
-        return plain;
+        return RTP_MALFORMED;
     }
+    h->payload_type = p[1] & 0x7F;
+    h->marker = p[1] >> 7;
+    h->sequence = (unsigned int)p[2] << 8 | p[3];
+    h->timestamp = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+    h->ssrc = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    h->payload_at = pos;
+    h->payload_length = end - pos;
+    h->padding = length - end;
+    return RTP_READ;
+}
+
+PyDoc_STRVAR(receive_doc,
+"receive(srtp_context, srtp_unprotect, datagram) -> None | bytes | tuple\n"
+"\n"
+"Unprotect an SRTP ``datagram`` with ``srtp_unprotect(srtp_context, ...)`` (addresses) and read\n"
+"its RTP header, as Track.receive does before it takes the packet in. None: it does not\n"
+"authenticate, or cannot be SRTP (drop it, as aiortc does). bytes: the plain packet, whose header\n"
+"the fast path does not take (not RTP version 2, an extension or padding longer than the packet).\n"
+"Otherwise a tuple: (plain packet, payload type, marker, sequence number, timestamp, SSRC, header\n"
+"extension, payload, padding size, VP8 descriptor length). The header extension is (profile,\n"
+"bytes) on a packet with the marker set and one, else None (only a frame's last packet is read\n"
+"for it). The VP8 descriptor length is what to skip of the payload if it is VP8, -1 if it would\n"
+"be cut short.");
+
+static PyObject *receive(PyObject *module, PyObject *args) {
+    unsigned long long context_address, unprotect_address;
+    Py_buffer datagram;
+    RtpHeader h;
+    if (!PyArg_ParseTuple(args, "KKy*", &context_address, &unprotect_address, &datagram))
+        return NULL;
+    int read = datapath_read(context_address, unprotect_address, datagram.buf, datagram.len, &h);
+    PyBuffer_Release(&datagram);
+    if (read == RTP_ERROR)
+        return NULL;
+    if (read == RTP_DROPPED)
+        Py_RETURN_NONE;
+    const unsigned char *p = h.packet;
+    PyObject *plain = PyBytes_FromStringAndSize((const char *)p, h.length);
+    if (plain == NULL || read == RTP_MALFORMED)
+        return plain;
     PyObject *extension;
-    if (marker && extension_at >= 0) {
-        extension = Py_BuildValue("(Iy#)", extension_profile, p + extension_at, extension_length);
+    if (h.marker && h.extension_at >= 0) {
+        extension = Py_BuildValue("(Iy#)", h.extension_profile, p + h.extension_at, h.extension_length);
         if (extension == NULL) {
             Py_DECREF(plain);
             return NULL;
@@ -407,12 +421,10 @@ static PyObject *receive(PyObject *module, PyObject *args) {
     } else {
         extension = Py_NewRef(Py_None);
     }
-    PyObject *result = Py_BuildValue(
-        "(NiiIIINy#nn)", plain, p[1] & 0x7F, marker, (unsigned int)p[2] << 8 | p[3],
-        (unsigned int)p[4] << 24 | (unsigned int)p[5] << 16 | (unsigned int)p[6] << 8 | p[7],
-        (unsigned int)p[8] << 24 | (unsigned int)p[9] << 16 | (unsigned int)p[10] << 8 | p[11],
-        extension, p + pos, end - pos, (Py_ssize_t)(length - end), vp8_descriptor_length(p + pos, end - pos));
-    return result;
+    return Py_BuildValue("(NiiIkkNy#nn)", plain, h.payload_type, h.marker, h.sequence,
+                         (unsigned long)h.timestamp, (unsigned long)h.ssrc, extension,
+                         p + h.payload_at, h.payload_length, h.padding,
+                         datapath_vp8_descriptor_length(p + h.payload_at, h.payload_length));
 }
 
 static PyMethodDef methods[] = {
@@ -433,7 +445,7 @@ PyMODINIT_FUNC PyInit__datapath(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0) {
+    if (PyModule_AddIntConstant(m, "MAX_PACKET", MAX_PACKET) < 0 || datapath_add_track(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -12,6 +12,11 @@ releases a frame only when the next one starts and waits for a hole with no time
   recording never waits on a packet that will not come.
 
 Both are plain objects with no I/O; the session owns the timers and the sockets.
+
+The relay runs them in C: ``_datapath.Track`` (``_track.c``) does per packet what these do, with the
+receive statistics and depayloading, so that Python sees whole frames only. These stay as the
+readable reference it is tested against, packet by packet (tests/media_relay/test_track.py), and
+for tools that assemble frames outside the relay.
 """
 
 from __future__ import annotations
@@ -347,8 +352,8 @@ class FrameAssembler:
             (seq for seq in sorted(self._slots) if seq > self._next and self._is_frame_start(seq)),
             self._highest + 1,
         )
-        for seq in [s for s in self._slots if s < target]:
-            self._removed_ts = self._slots.pop(seq)[0].timestamp
+        for seq in sorted(s for s in self._slots if s < target):
+            self._removed_ts = self._slots.pop(seq)[0].timestamp  # ends as the last one's before target
         self._next = target
         self._blocked_since = None
         if self._on_skip is not None:

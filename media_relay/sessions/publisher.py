@@ -10,8 +10,9 @@ from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from media_relay import aiortc_compat
+from media_relay.forwarding import _datapath
 from media_relay.forwarding.frames import EncodedFrame, MediaKind
-from media_relay.forwarding.reassembly import CodecInfo, FrameAssembler, NackTracker
+from media_relay.forwarding.reassembly import CodecInfo
 from media_relay.sessions.peer import PeerSession
 from media_relay.sessions.rtc import answer
 from media_relay.sessions.stream import LiveStream
@@ -53,12 +54,8 @@ class PublisherSession(PeerSession[PublishGrant]):
         self._retry_task: asyncio.Task[None] | None = None
         self._loss = asyncio.Event()
         self.codecs: dict[MediaKind, str] = {}
-        self.assemblers: dict[MediaKind, FrameAssembler] = {}
-        self.nacks = NackTracker(
-            retry_interval=settings.nack_retry_ms / 1000,
-            max_age=settings.max_wait_ms / 1000 + 0.2,
-            on_loss=self._loss.set,
-        )
+        self.tracks: dict[MediaKind, _datapath.Track] = {}
+        """Per media kind, the track receiving it: frames, losses and counts (forwarding/_track.c)."""
 
     async def negotiate(self, offer_sdp: str) -> str:
         """Apply the publisher's offer and return the answer. Raises ValueError on a bad offer."""
@@ -71,18 +68,24 @@ class PublisherSession(PeerSession[PublishGrant]):
             kind = MediaKind(transceiver.kind)
             if kind not in payload_types:
                 continue
-            assembler = FrameAssembler(
-                kind=kind,
-                codecs=payload_types[kind],
+            video = kind is MediaKind.VIDEO
+            track = _datapath.Track(
+                video,
+                {pt: (codec.name, codec.clock_rate) for pt, codec in payload_types[kind].items()},
+                max_wait=(self._settings.max_wait_ms if video else 60) / 1000,
+                keyframe_after=self._settings.keyframe_after_ms / 1000,
+                nack=video,
+                retry_interval=self._settings.nack_retry_ms / 1000,
+                max_age=self._settings.max_wait_ms / 1000 + 0.2,
+            )
+            self.tracks[kind] = track
+            aiortc_compat.install_receive_path(
+                transceiver.receiver,
+                track,
                 deliver=self._deliver,
                 request_keyframe=self._request_keyframe_for_stream,
-                on_skip=self.nacks.forget_through if kind is MediaKind.VIDEO else None,
-                max_wait=(self._settings.max_wait_ms if kind is MediaKind.VIDEO else 60) / 1000,
-                keyframe_after=self._settings.keyframe_after_ms / 1000,
+                on_loss=self._loss.set if video else None,
             )
-            self.assemblers[kind] = assembler
-            nacks = self.nacks if kind is MediaKind.VIDEO else None
-            aiortc_compat.install_receive_path(transceiver.receiver, assembler=assembler, nacks=nacks)
             aiortc_compat.tap_sender_reports(transceiver.receiver, self._sender_reporter(kind))
             if kind is MediaKind.VIDEO:
                 self._video_receiver = transceiver.receiver
@@ -104,7 +107,7 @@ class PublisherSession(PeerSession[PublishGrant]):
 
         def on_report(ntp: int, rtp_timestamp: int) -> None:
             stream = self.stream
-            timestamp = self.assemblers[kind].frame_timestamp(rtp_timestamp)
+            timestamp = self.tracks[kind].frame_timestamp(rtp_timestamp)
             if stream is None or stream.recorder is None or timestamp is None:
                 return
             offset = stream.fanouts[kind].offset
@@ -117,16 +120,19 @@ class PublisherSession(PeerSession[PublishGrant]):
             self.stream.keyframes.request()
 
     async def _retry_lost(self) -> None:
-        """Ask again for packets still lost, every retry interval, while any are."""
-        interval = self.nacks.retry_interval / 2
+        """Ask again for video packets still lost, every retry interval, while any are."""
+        track = self.tracks.get(MediaKind.VIDEO)
+        if track is None:
+            return
+        interval = track.retry_interval / 2
         while not self._closed:
             await self._loss.wait()
             self._loss.clear()
-            while self.nacks.outstanding and not self._closed:
+            while track.outstanding and not self._closed:
                 await asyncio.sleep(interval)
-                due = self.nacks.due()
-                if due and self._video_receiver is not None and self.nacks.ssrc is not None:
-                    await aiortc_compat.send_nack(self._video_receiver, self.nacks.ssrc, due)
+                due = track.due()
+                if due and self._video_receiver is not None and track.ssrc is not None:
+                    await aiortc_compat.send_nack(self._video_receiver, track.ssrc, due)
 
     async def request_keyframe(self) -> None:
         if self._video_receiver is not None and not self._closed:

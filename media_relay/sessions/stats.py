@@ -102,8 +102,7 @@ async def collect(streams: list[LiveStream], loop_lag: LoopLag | None = None) ->
     out = []
     for stream in streams:
         publisher = stream.publisher
-        nacks = publisher.nacks if publisher else None
-        video = publisher.assemblers.get(MediaKind.VIDEO) if publisher else None
+        video = publisher.tracks.get(MediaKind.VIDEO) if publisher else None
         viewers = await asyncio.gather(*(_viewer_stats(v) for v in list(stream.viewers)))
         out.append(
             StreamStats(
@@ -116,9 +115,9 @@ async def collect(streams: list[LiveStream], loop_lag: LoopLag | None = None) ->
                 health=sorted(stream.health.flags) if stream.health else [],
                 video=_track(stream, MediaKind.VIDEO),
                 audio=_track(stream, MediaKind.AUDIO),
-                packets_lost=nacks.lost if nacks else 0,
-                packets_recovered=nacks.recovered if nacks else 0,
-                nacks_sent=nacks.nacks_sent if nacks else 0,
+                packets_lost=video.lost if video else 0,
+                packets_recovered=video.recovered if video else 0,
+                nacks_sent=video.nacks_sent if video else 0,
                 holes_skipped=video.holes_skipped if video else 0,
                 keyframe_requests=stream.keyframes.requested,
                 plis_sent=stream.keyframes.sent,

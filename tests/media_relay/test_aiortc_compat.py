@@ -146,35 +146,6 @@ async def test_eager_run_finishes_at_once_or_hands_a_real_wait_to_a_task() -> No
     assert done == ["quick", "x"]
 
 
-@pytest.mark.parametrize(
-    "descriptor",
-    [
-        b"\x10",  # S, partition 0, no extension
-        b"\x90\x80\x05",  # X, I with a 7-bit picture id
-        b"\x90\x80\x81\x23",  # X, I with a 15-bit picture id
-        b"\x90\xf0\x81\x23\x07\x40",  # X, I (15 bits), L, T and K
-        b"\x80\x40\x07",  # X, L only
-        b"\x80\x10\x1f",  # X, K only
-        b"\x80\x00",  # X with no extension field set
-    ],
-)
-def test_the_vp8_depayloader_gives_aiortcs_bytes(descriptor: bytes) -> None:
-    from aiortc.codecs.vpx import vp8_depayload
-
-    payload = descriptor + b"\x9d\x01\x2a-frame-bytes"
-    assert aiortc_compat._vp8_depayload(payload) == vp8_depayload(payload) == payload[len(descriptor) :]
-
-
-@pytest.mark.parametrize("truncated", [b"\x80", b"\x90\x80", b"\x90\x80\x81", b"\x80\x40"])
-def test_a_truncated_vp8_descriptor_is_refused_as_aiortc_refuses_it(truncated: bytes) -> None:
-    from aiortc.codecs.vpx import vp8_depayload
-
-    with pytest.raises(ValueError):
-        vp8_depayload(truncated)
-    with pytest.raises(ValueError):
-        aiortc_compat._vp8_depayload(truncated)
-
-
 def test_arrival_and_send_times_are_on_aiortcs_clocks() -> None:
     from aiortc.clock import current_ms, current_ntp_time
 
@@ -195,8 +166,8 @@ async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
 
     from aiortc import VideoStreamTrack
 
+    from media_relay.forwarding import _datapath
     from media_relay.forwarding.frames import EncodedFrame, MediaKind
-    from media_relay.forwarding.reassembly import FrameAssembler, NackTracker
     from media_relay.sessions.publisher import negotiated_codecs
 
     publisher, relay = RTCPeerConnection(), RTCPeerConnection()
@@ -208,13 +179,9 @@ async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
     await relay.setLocalDescription(await relay.createAnswer())
     frames: list[EncodedFrame] = []
     receiver = relay.getTransceivers()[0].receiver
-    assembler = FrameAssembler(
-        kind=MediaKind.VIDEO,
-        codecs=negotiated_codecs(relay.localDescription.sdp)[MediaKind.VIDEO],
-        deliver=frames.append,
-        request_keyframe=lambda: None,
-    )
-    aiortc_compat.install_receive_path(receiver, assembler=assembler, nacks=NackTracker())
+    codecs = negotiated_codecs(relay.localDescription.sdp)[MediaKind.VIDEO]
+    track = _datapath.Track(True, {pt: (c.name, c.clock_rate) for pt, c in codecs.items()}, nack=True)
+    aiortc_compat.install_receive_path(receiver, track, deliver=frames.append, request_keyframe=lambda: None)
     aiortc_compat.receive_directly(relay)
     await publisher.setRemoteDescription(relay.localDescription)
     try:
@@ -222,11 +189,15 @@ async def test_a_publishers_media_takes_the_lean_receive_path() -> None:
             if len(frames) >= 10:
                 break
             await asyncio.sleep(0.05)
-        fast = receiver._zhihui_fast  # type: ignore[attr-defined]
         statistics = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
-        received = sum(s.packets_received for s in statistics.values())
+        assert list(statistics) == [track.ssrc]  # the track's own, read as aiortc's
+        received = statistics[track.ssrc].packets_received
         assert len(frames) >= 10 and frames[0].keyframe
-        assert received >= 10 and fast.packets >= received - 1
+        assert received >= 10 and track.packets >= received - 1
+        assert statistics[track.ssrc].packets_lost == 0 and statistics[track.ssrc].fraction_lost == 0
+        stats = await receiver.getStats()
+        inbound = next(s for s in stats.values() if s.type == "inbound-rtp")
+        assert inbound.packetsReceived == received
         assert [f.timestamp for f in frames] == sorted(f.timestamp for f in frames)
     finally:
         await publisher.close()
